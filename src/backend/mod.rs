@@ -1,0 +1,120 @@
+//! Backends: how the gateway talks to one MCP server for one session.
+//!
+//! Every kind moves whole JSON-RPC [`Message`]s in both directions. Messages from
+//! the server are handed to an [`Inbox`] (the session), tagged with the client
+//! request they belong to when the transport knows it (a streamable HTTP response
+//! stream does; a stdio pipe does not).
+
+pub mod process;
+mod sse;
+mod stdio;
+mod streamable;
+
+use std::sync::{Arc, Weak};
+
+use crate::config::BackendSpec;
+use crate::jsonrpc::{Message, RequestId};
+use crate::service::Service;
+
+/// Where a backend delivers what its server says.
+pub trait Inbox: Send + Sync + 'static {
+    fn deliver(&self, msg: Message, related: Option<RequestId>);
+    /// The backend is gone for good (process exited, remote session lost).
+    fn backend_closed(&self, reason: String);
+}
+
+pub type InboxRef = Weak<dyn Inbox>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("could not start {command:?}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Connect(String),
+    #[error("the backend is closed")]
+    Closed,
+}
+
+pub enum Backend {
+    Stdio(stdio::StdioBackend),
+    StreamableHttp(streamable::HttpBackend),
+    Sse(sse::SseBackend),
+}
+
+impl Backend {
+    /// Start a backend for one session: spawn the process, or connect.
+    pub async fn start(service: &Arc<Service>, inbox: InboxRef) -> Result<Backend, BackendError> {
+        match &service.backend {
+            BackendSpec::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => stdio::StdioBackend::spawn(service, command, args, env, cwd.as_deref(), inbox)
+                .map(Backend::Stdio),
+            BackendSpec::StreamableHttp { url, headers } => Ok(Backend::StreamableHttp(
+                streamable::HttpBackend::new(service, url.clone(), headers, inbox)?,
+            )),
+            BackendSpec::Sse { url, headers } => {
+                sse::SseBackend::connect(service, url.clone(), headers, inbox)
+                    .await
+                    .map(Backend::Sse)
+            }
+        }
+    }
+
+    /// Send one message to the server. Errors are reported to the inbox as
+    /// JSON-RPC errors for the request concerned, so callers need not wait.
+    pub async fn send(&self, msg: Message) -> Result<(), BackendError> {
+        match self {
+            Backend::Stdio(b) => b.send(msg),
+            Backend::StreamableHttp(b) => {
+                b.send(msg).await;
+                Ok(())
+            }
+            Backend::Sse(b) => {
+                b.send(msg).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// End the backend: stop the process group, or end the remote session.
+    pub async fn close(&self) {
+        match self {
+            Backend::Stdio(b) => b.close().await,
+            Backend::StreamableHttp(b) => b.close().await,
+            Backend::Sse(b) => b.close(),
+        }
+    }
+}
+
+/// Configured headers as a `HeaderMap` (names were validated with the config).
+fn header_map(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<reqwest::header::HeaderMap, BackendError> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| BackendError::Connect(format!("invalid header name {k:?}")))?;
+        let mut value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| BackendError::Connect(format!("header {k:?} has an invalid value")))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// A short, secret-free description of an HTTP failure body for error messages.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let trimmed: String = text.trim().chars().take(200).collect();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(": {trimmed}")
+    }
+}

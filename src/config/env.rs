@@ -1,0 +1,79 @@
+//! `{"$env": "VAR"}` references, resolved once at load time.
+//!
+//! Deliberately no shell-style `$VAR` expansion: a literal `$` in a password or URL
+//! must stay a `$`.
+
+use super::Problem;
+
+pub(super) fn resolve(
+    value: &mut serde_json::Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(reference) = reference_kind(map) {
+                match reference {
+                    Ok(("$env", serde_json::Value::String(var))) => match lookup(var) {
+                        Some(v) => *value = serde_json::Value::String(v),
+                        None => problems.push(Problem {
+                            path: path.to_string(),
+                            message: format!(
+                                "environment variable {var} is not set; export it before starting mcpgate"
+                            ),
+                        }),
+                    },
+                    Ok(("$env", _)) => problems.push(Problem {
+                        path: path.to_string(),
+                        message: "\"$env\" must name an environment variable as a string".into(),
+                    }),
+                    Ok((key, _)) => problems.push(Problem {
+                        path: path.to_string(),
+                        message: format!(
+                            "{key:?} references need per-user authentication (proxy.auth), which this version of mcpgate does not provide yet"
+                        ),
+                    }),
+                    Err(m) => problems.push(Problem {
+                        path: path.to_string(),
+                        message: m,
+                    }),
+                }
+                return;
+            }
+            for (k, v) in map.iter_mut() {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                resolve(v, &child, lookup, problems);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                resolve(v, &format!("{path}[{i}]"), lookup, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Recognise an object that is a reference (`$env`, `$user`, `$userToken`).
+fn reference_kind(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Result<(&'static str, &serde_json::Value), String>> {
+    const KINDS: [&str; 3] = ["$env", "$user", "$userToken"];
+    let key = map.keys().find(|k| k.starts_with('$') && *k != "$schema")?;
+    let Some(kind) = KINDS.iter().find(|k| *k == key) else {
+        return Some(Err(format!(
+            "unknown reference {key:?}; use {{\"$env\": \"VARIABLE\"}}"
+        )));
+    };
+    if map.len() != 1 {
+        return Some(Err(format!(
+            "a {kind:?} reference must be an object with that single key"
+        )));
+    }
+    map.get(*kind).map(|v| Ok((*kind, v)))
+}

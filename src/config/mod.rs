@@ -1,0 +1,332 @@
+//! Configuration: the JSON file, its `{"$env": ...}` references, validation that
+//! reports every problem with its JSON path, and the typed settings the rest of the
+//! gateway reads.
+//!
+//! Backends are declared in a `mcpServers` map in the Claude Desktop shape, so a
+//! Claude Desktop (or mcp-front) config works unchanged.
+
+mod env;
+pub mod schema;
+mod types;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use types::{ConfigFile, DurationStr, ProxyConfig, ServiceConfig, TransportType};
+use url::Url;
+
+/// A service's name: the first path segment of its URLs (`/<name>/mcp`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// Path segments that the gateway keeps for itself, now or later.
+    const RESERVED: &'static [&'static str] = &[
+        "health",
+        "ready",
+        "mcp",
+        "sse",
+        "message",
+        "authorize",
+        "token",
+        "register",
+        "revoke",
+        "jwks",
+        "oauth",
+        "login",
+        "logout",
+        "consent",
+        "my",
+        "static",
+        "metrics",
+    ];
+
+    pub fn parse(name: &str) -> Result<ServiceName, String> {
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let first_ok = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok_chars || !first_ok || name.len() > 64 {
+            return Err(format!(
+                "service name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit (it becomes the URL path /{name}/mcp)"
+            ));
+        }
+        if Self::RESERVED.contains(&name) {
+            return Err(format!(
+                "service name {name:?} is reserved for the gateway's own endpoints; choose another name"
+            ));
+        }
+        Ok(ServiceName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the gateway reaches one backend. One enum, so that every kind is handled
+/// wherever a backend is used (the compiler sees to it).
+#[derive(Debug, Clone)]
+pub enum BackendSpec {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<String>,
+    },
+    /// MCP streamable HTTP (2025-03-26 and later).
+    StreamableHttp {
+        url: Url,
+        headers: BTreeMap<String, String>,
+    },
+    /// The legacy HTTP+SSE transport (2024-11-05).
+    Sse {
+        url: Url,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl BackendSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendSpec::Stdio { .. } => "stdio",
+            BackendSpec::StreamableHttp { .. } => "streamable-http",
+            BackendSpec::Sse { .. } => "sse",
+        }
+    }
+}
+
+/// Per-service limits, with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub startup_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_sessions: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+    /// `npx -y` may download a package on first start, hence generous.
+    pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    pub const DEFAULT_MAX_SESSIONS: usize = 1000;
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: ServiceName,
+    pub backend: BackendSpec,
+    pub limits: Limits,
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Public URL of the gateway (scheme, host, optional base path). Its path is
+    /// where every route is mounted.
+    pub base_url: Url,
+    pub max_body_bytes: usize,
+    pub allowed_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+    pub services: Vec<Service>,
+}
+
+impl Settings {
+    pub const DEFAULT_ADDR: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+    /// The path prefix every route lives under ("" or "/base").
+    pub fn base_path(&self) -> &str {
+        self.base_url.path().trim_end_matches('/')
+    }
+}
+
+/// One thing wrong with a configuration, located by its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} has {} problem(s):",
+            self.source_name,
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read and validate a configuration file.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: name.clone(),
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse(&text, &name, &|var| std::env::var(var).ok())
+}
+
+/// Validate configuration text. `lookup_env` resolves `{"$env": "VAR"}`.
+pub fn parse(
+    text: &str,
+    source_name: &str,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let fail = |problems: Vec<Problem>| ConfigError {
+        source_name: source_name.to_string(),
+        problems,
+    };
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        fail(vec![Problem {
+            path: String::new(),
+            message: format!("not valid JSON: {e}"),
+        }])
+    })?;
+    let mut problems = Vec::new();
+    env::resolve(&mut value, "", lookup_env, &mut problems);
+
+    let serde_json::Value::Object(top) = value else {
+        problems.push(Problem {
+            path: String::new(),
+            message: "the configuration must be a JSON object".into(),
+        });
+        return Err(fail(problems));
+    };
+
+    let mut proxy = ProxyConfig::default();
+    let mut services_raw = serde_json::Map::new();
+    for (key, val) in top {
+        match key.as_str() {
+            "proxy" => match typed::<ProxyConfig>(val, "proxy") {
+                Ok(p) => proxy = p,
+                Err(p) => problems.push(p),
+            },
+            "mcpServers" => match val {
+                serde_json::Value::Object(map) => services_raw = map,
+                _ => problems.push(Problem {
+                    path: "mcpServers".into(),
+                    message: "must be an object mapping service names to servers".into(),
+                }),
+            },
+            "$schema" => {}
+            other => problems.push(Problem {
+                path: other.to_string(),
+                message: format!(
+                    "unknown field {other:?}; expected \"proxy\" or \"mcpServers\""
+                ),
+            }),
+        }
+    }
+
+    let mut services = Vec::new();
+    if services_raw.is_empty() {
+        problems.push(Problem {
+            path: "mcpServers".into(),
+            message: "no MCP servers are configured; add at least one under \"mcpServers\""
+                .into(),
+        });
+    }
+    for (name, val) in services_raw {
+        let path = format!("mcpServers.{name}");
+        let service_name = match ServiceName::parse(&name) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                problems.push(Problem {
+                    path: path.clone(),
+                    message: m,
+                });
+                None
+            }
+        };
+        match typed::<ServiceConfig>(val, &path) {
+            Ok(cfg) => match (service_name, cfg.validate(&path, &mut problems)) {
+                (Some(name), Some((backend, limits))) => services.push(Service {
+                    name,
+                    backend,
+                    limits,
+                }),
+                _ => {}
+            },
+            Err(p) => problems.push(p),
+        }
+    }
+
+    let settings = proxy.validate(services, &mut problems);
+    match settings {
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(fail(problems)),
+    }
+}
+
+/// Deserialize a part of the config, reporting the first error with its full path.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    base: &str,
+) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." || inner.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}.{inner}")
+        };
+        Problem {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Whether an address only accepts connections from this machine.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! The configuration file's shape. These types are also the source of the
+//! generated JSON Schema (`config.schema.json`), so the docs cannot drift.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use url::Url;
+
+use super::{BackendSpec, Limits, Problem, Service, Settings, is_loopback};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Optional link to this schema, for editors.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// The MCP servers, by service name. Each is served at `/<name>/mcp` and `/<name>/sse`.
+    #[serde(rename = "mcpServers")]
+    pub mcp_servers: BTreeMap<String, ServiceConfig>,
+}
+
+/// Gateway-wide settings (mcp-front's `proxy` block).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// Public URL of the gateway, e.g. `https://mcp.company.com` or
+    /// `https://company.com/mcpgate`. Its path becomes the prefix of every route.
+    /// Default: `http://<addr>`.
+    #[serde(rename = "baseURL", default)]
+    pub base_url: Option<String>,
+    /// Listen address. Default `127.0.0.1:8080`. mcp-front's `":8080"` form is accepted
+    /// and means all interfaces.
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// Name shown in logs and pages. Default `mcpgate`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Largest accepted request body in bytes. Default 4 MiB.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Browser origins allowed to call the MCP endpoints, besides the gateway's own
+    /// origin and loopback origins (e.g. `https://inspector.example.com`). `"*"` allows any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// How long children get between SIGTERM and SIGKILL on shutdown. Default `5s`.
+    #[serde(default)]
+    pub shutdown_grace: Option<DurationStr>,
+}
+
+/// How a backend is reached. Optional: inferred from `command` (stdio) or `url`
+/// (streamable HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum TransportType {
+    #[serde(rename = "stdio")]
+    Stdio,
+    #[serde(rename = "sse")]
+    Sse,
+    #[serde(rename = "streamable-http", alias = "http", alias = "streamableHttp")]
+    StreamableHttp,
+}
+
+/// One MCP server: stdio `{command, args, env}` or remote `{url, headers}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceConfig {
+    /// `stdio`, `sse` or `streamable-http` (alias `http`). Also accepted as `type`.
+    #[serde(default, alias = "type")]
+    pub transport_type: Option<TransportType>,
+    /// stdio: the program to run (looked up on PATH).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// stdio: its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// stdio: its environment. The child gets only these plus PATH and HOME.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// stdio: working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Remote: the server's URL (`.../mcp` for streamable HTTP, `.../sse` for legacy SSE).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Remote: headers added to every request to the server. The client's own
+    /// `Authorization` header and cookies are never forwarded.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Longest wait for the answer to one request. Default `120s`.
+    #[serde(default)]
+    pub request_timeout: Option<DurationStr>,
+    /// Longest wait for a new backend to start and answer `initialize`. Default `60s`.
+    #[serde(default)]
+    pub startup_timeout: Option<DurationStr>,
+    /// A session with no request for this long is closed (and its process ended). Default `30m`.
+    #[serde(default)]
+    pub idle_timeout: Option<DurationStr>,
+    /// Most sessions open at once for this service. Default 1000.
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
+}
+
+/// A duration written as text: `"500ms"`, `"30s"`, `"5m"`, `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub struct DurationStr(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(DurationStr)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"5m\": {e}")))
+    }
+}
+
+impl ServiceConfig {
+    /// Check the combination of fields and build the typed backend.
+    pub(super) fn validate(
+        self,
+        path: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(BackendSpec, Limits)> {
+        let before = problems.len();
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem {
+                path: if field.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}.{field}")
+                },
+                message,
+            })
+        };
+        let kind = match (self.transport_type, &self.command, &self.url) {
+            (Some(t), _, _) => t,
+            (None, Some(_), None) => TransportType::Stdio,
+            (None, None, Some(_)) => TransportType::StreamableHttp,
+            (None, Some(_), Some(_)) => {
+                problem(
+                    "",
+                    "has both \"command\" and \"url\"; a server is either a local command (stdio) or a remote URL".into(),
+                );
+                return None;
+            }
+            (None, None, None) => {
+                problem(
+                    "",
+                    "needs \"command\" (a local stdio server) or \"url\" (a remote server)".into(),
+                );
+                return None;
+            }
+        };
+        let backend = match kind {
+            TransportType::Stdio => {
+                if self.url.is_some() || !self.headers.is_empty() {
+                    problem(
+                        "url",
+                        "\"url\" and \"headers\" are for remote servers, not stdio ones".into(),
+                    );
+                }
+                match self.command {
+                    Some(c) if !c.trim().is_empty() => Some(BackendSpec::Stdio {
+                        command: c,
+                        args: self.args,
+                        env: self.env,
+                        cwd: self.cwd,
+                    }),
+                    _ => {
+                        problem("command", "a stdio server needs a non-empty \"command\"".into());
+                        None
+                    }
+                }
+            }
+            TransportType::Sse | TransportType::StreamableHttp => {
+                if self.command.is_some() || !self.args.is_empty() || !self.env.is_empty() {
+                    problem(
+                        "command",
+                        "\"command\", \"args\" and \"env\" are for stdio servers, not remote ones".into(),
+                    );
+                }
+                for name in self.headers.keys() {
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        problem(&format!("headers.{name}"), "is not a valid HTTP header name".into());
+                    }
+                }
+                match self.url.as_deref().map(Url::parse) {
+                    Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {
+                        if kind == TransportType::Sse {
+                            Some(BackendSpec::Sse {
+                                url,
+                                headers: self.headers,
+                            })
+                        } else {
+                            Some(BackendSpec::StreamableHttp {
+                                url,
+                                headers: self.headers,
+                            })
+                        }
+                    }
+                    Some(Ok(url)) => {
+                        problem(
+                            "url",
+                            format!("scheme {:?} is not supported; use http or https", url.scheme()),
+                        );
+                        None
+                    }
+                    Some(Err(e)) => {
+                        problem("url", format!("is not a valid URL: {e}"));
+                        None
+                    }
+                    None => {
+                        problem("url", "a remote server needs a \"url\"".into());
+                        None
+                    }
+                }
+            }
+        };
+        let limits = Limits {
+            request_timeout: self
+                .request_timeout
+                .map_or(Limits::DEFAULT_REQUEST_TIMEOUT, |d| d.0),
+            startup_timeout: self
+                .startup_timeout
+                .map_or(Limits::DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+            idle_timeout: self.idle_timeout.map_or(Limits::DEFAULT_IDLE_TIMEOUT, |d| d.0),
+            max_sessions: self.max_sessions.unwrap_or(Limits::DEFAULT_MAX_SESSIONS),
+        };
+        for (field, d) in [
+            ("requestTimeout", limits.request_timeout),
+            ("startupTimeout", limits.startup_timeout),
+            ("idleTimeout", limits.idle_timeout),
+        ] {
+            if d.is_zero() {
+                problem(field, "must be longer than zero".into());
+            }
+        }
+        if limits.max_sessions == 0 {
+            problem("maxSessions", "must be at least 1".into());
+        }
+        if problems.len() > before {
+            return None;
+        }
+        backend.map(|b| (b, limits))
+    }
+}
+
+impl ProxyConfig {
+    pub(super) fn validate(
+        self,
+        services: Vec<Service>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Settings> {
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem {
+                path: format!("proxy.{field}"),
+                message,
+            })
+        };
+        let addr_text = self.addr.unwrap_or_else(|| Settings::DEFAULT_ADDR.to_string());
+        // mcp-front writes ":8080" for "all interfaces".
+        let normalised = if addr_text.starts_with(':') {
+            format!("0.0.0.0{addr_text}")
+        } else {
+            addr_text.clone()
+        };
+        let addr: Option<SocketAddr> = match normalised.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problem(
+                    "addr",
+                    format!("{addr_text:?} is not an address like \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        };
+        if let Some(a) = addr
+            && !is_loopback(&a)
+        {
+            problem(
+                "addr",
+                format!(
+                    "{a} accepts connections from other machines, but no authentication is configured. \
+                     Without an auth section mcpgate only listens on loopback (e.g. \"127.0.0.1:8080\"); \
+                     put it behind authentication before exposing it"
+                ),
+            );
+        }
+        let base_url = match (&self.base_url, addr) {
+            (Some(text), _) => match Url::parse(text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if u.query().is_some() || u.fragment().is_some() {
+                        problem("baseURL", "must not have a query or fragment".into());
+                    }
+                    Some(u)
+                }
+                Ok(_) => {
+                    problem("baseURL", "must be an http(s) URL with a host".into());
+                    None
+                }
+                Err(e) => {
+                    problem("baseURL", format!("is not a valid URL: {e}"));
+                    None
+                }
+            },
+            (None, Some(a)) => Url::parse(&format!("http://{a}")).ok(),
+            (None, None) => None,
+        };
+        for origin in &self.allowed_origins {
+            if origin != "*" && Url::parse(origin).map(|u| u.origin().is_tuple()) != Ok(true) {
+                problem(
+                    "allowedOrigins",
+                    format!("{origin:?} is not an origin like \"https://app.example.com\""),
+                );
+            }
+        }
+        let max_body_bytes = self
+            .max_body_bytes
+            .unwrap_or(Settings::DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            problem("maxBodyBytes", "must be at least 1024".into());
+        }
+        Some(Settings {
+            name: self.name.unwrap_or_else(|| "mcpgate".to_string()),
+            addr: addr?,
+            base_url: base_url?,
+            max_body_bytes,
+            allowed_origins: self.allowed_origins,
+            shutdown_grace: self
+                .shutdown_grace
+                .map_or(Settings::DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+            services,
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! The running gateway: services, sessions, and the background work that keeps
+//! them tidy (timeouts, idle sessions, orphaned processes), plus startup and
+//! graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::process;
+use crate::config::{ServiceName, Settings};
+use crate::service::Service;
+use crate::session::Registry;
+
+pub struct Gateway {
+    pub settings: Settings,
+    pub services: HashMap<ServiceName, Arc<Service>>,
+    pub sessions: Arc<Registry>,
+    pub shutdown: CancellationToken,
+}
+
+impl Gateway {
+    pub fn new(settings: Settings) -> anyhow::Result<Arc<Gateway>> {
+        let mut services = HashMap::new();
+        for s in &settings.services {
+            services.insert(s.name.clone(), Arc::new(Service::new(s, settings.shutdown_grace)?));
+        }
+        Ok(Arc::new(Gateway {
+            settings,
+            services,
+            sessions: Arc::new(Registry::default()),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        ServiceName::parse(name).ok().and_then(|n| self.services.get(&n))
+    }
+
+    /// Public URL of a path on this gateway (base path included).
+    pub fn url(&self, path: &str) -> String {
+        let mut base = self.settings.base_url.clone();
+        base.set_path(&format!("{}{}", self.settings.base_path(), path));
+        base.to_string()
+    }
+
+    /// Timeouts, idle sessions and orphan reaping, every quarter second.
+    fn spawn_housekeeping(self: &Arc<Self>) {
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(()) = async { match sigchld.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                        process::reap_orphans();
+                        continue;
+                    }
+                    () = gw.shutdown.cancelled() => return,
+                }
+                let now = Instant::now();
+                for session in gw.sessions.all() {
+                    if session.sweep(now).await {
+                        tokio::spawn(async move { session.close("idle timeout").await });
+                    }
+                }
+                process::reap_orphans();
+            }
+        });
+    }
+
+    /// Close every session (and so every backend process), in parallel.
+    pub async fn close_all_sessions(&self, reason: &str) {
+        let closes = self.sessions.all().into_iter().map(|s| {
+            let reason = reason.to_string();
+            tokio::spawn(async move { s.close(&reason).await })
+        });
+        for c in closes {
+            let _ = c.await;
+        }
+        process::reap_orphans();
+    }
+}
+
+/// Bind, serve until SIGINT/SIGTERM (or `gw.shutdown`), then shut down cleanly.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()> {
+    process::become_subreaper();
+    gw.spawn_housekeeping();
+    let app = crate::transport::router(gw.clone());
+
+    let signal_gw = gw.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; closing sessions");
+        signal_gw.shutdown.cancel();
+    });
+
+    let shutdown = gw.shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+
+    gw.shutdown.cancelled().await;
+    // Ending the sessions ends their SSE streams, which lets connections drain.
+    gw.close_all_sessions("the gateway is shutting down").await;
+    let drain = gw.settings.shutdown_grace + Duration::from_secs(2);
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("server error during shutdown: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("some connections were still open after {drain:?}; closing them"),
+    }
+    process::reap_orphans();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,12 @@
+//! mcpgate: one OAuth 2.1 front door for many MCP servers.
+//!
+//! See `docs/architecture.md` for the map of these modules and the life of a request.
+
+pub mod backend;
+pub mod config;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod service;
+pub mod session;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,124 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcpgate::config;
+use mcpgate::gateway::{self, Gateway};
+use mcpgate::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "mcpgate", version, about = "One front door for many MCP servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (JSON).
+        #[arg(long, short, env = "MCPGATE_CONFIG")]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Override proxy.addr (e.g. 127.0.0.1:0 for a free port).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// Check a configuration file; print every problem with its JSON path.
+    CheckConfig {
+        /// Configuration file (JSON).
+        path: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    ConfigSchema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { path } => match config::load(&path) {
+            Ok(s) => {
+                println!(
+                    "{}: OK ({} service(s): {})",
+                    path.display(),
+                    s.services.len(),
+                    s.services
+                        .iter()
+                        .map(|s| format!("{} [{}]", s.name, s.backend.kind()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::ConfigSchema => {
+            print!("{}", config::schema::render());
+            ExitCode::SUCCESS
+        }
+        Command::Serve {
+            config: path,
+            log_format,
+            addr,
+        } => {
+            telemetry::init(log_format);
+            let mut settings = match config::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(a) = addr {
+                if !config::is_loopback(&a) {
+                    eprintln!(
+                        "--addr {a} accepts connections from other machines, but no authentication is configured; use a loopback address such as 127.0.0.1:8080"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                settings.addr = a;
+            }
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (proxy.addr): {e}", settings.addr))?;
+    let bound = listener.local_addr()?;
+    // With port 0 the real port is known only now; keep the public URL in step
+    // when it was derived from the address.
+    if settings.base_url.port_or_known_default() == Some(0) {
+        let _ = settings.base_url.set_port(Some(bound.port()));
+    }
+    settings.addr = bound;
+    let gw = Gateway::new(settings)?;
+    // Machine-readable first line for scripts and tests.
+    println!("mcpgate listening on http://{bound}");
+    for name in gw.settings.services.iter().map(|s| &s.name) {
+        println!("  {name}: {}  (legacy SSE: {})", gw.url(&format!("/{name}/mcp")), gw.url(&format!("/{name}/sse")));
+    }
+    tracing::info!(addr = %bound, services = gw.services.len(), "mcpgate listening");
+    gateway::serve(gw, listener).await
+}

@@ -1,0 +1,618 @@
+//! Sessions: one client session bound to one backend, and the routing of every
+//! message between them.
+//!
+//! A session owns *streams*: the SSE (or JSON) answer of each client POST, the GET
+//! stream, or the single legacy SSE stream. Each backend message is routed to one
+//! stream: a response to the stream of its request; a progress notification to the
+//! stream of the request that asked for progress; anything else to the stream of
+//! the request the backend says it belongs to, else the GET stream, else an open
+//! POST stream (so a client without a GET stream still sees sampling requests),
+//! else it waits for the next GET stream. Every SSE event is logged (bounded) so a
+//! client can resume any stream with `Last-Event-ID`.
+
+mod id;
+mod registry;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use id::SessionId;
+pub use registry::Registry;
+
+use crate::backend::{Backend, BackendError, Inbox, InboxRef};
+use crate::jsonrpc::{self, Kind, Message, RequestId, code};
+use crate::service::Service;
+
+/// Events kept per session for `Last-Event-ID` resumption.
+const EVENT_LOG_CAPACITY: usize = 512;
+/// Server messages kept while no stream can take them.
+const UNDELIVERED_CAPACITY: usize = 256;
+
+/// One message on its way to the client.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub event_id: Arc<str>,
+    pub data: Bytes,
+    pub is_response: bool,
+    /// The stream has nothing more to say after this.
+    pub last: bool,
+}
+
+/// The receiving end of one stream, handed to the HTTP layer.
+pub struct StreamReceiver {
+    pub rx: mpsc::UnboundedReceiver<Outgoing>,
+    /// Event id to send first with empty data (2025-11-25 priming), if any.
+    pub priming_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    Post,
+    Get,
+    Legacy,
+}
+
+struct Slot {
+    kind: SlotKind,
+    sink: Option<mpsc::UnboundedSender<Outgoing>>,
+    /// Requests on this stream still waiting for their answer.
+    open: usize,
+    seq: u64,
+}
+
+struct Pending {
+    stream: u64,
+    method: Box<str>,
+    deadline: Instant,
+    timeout: Duration,
+    progress: Option<String>,
+}
+
+struct Logged {
+    stream: u64,
+    seq: u64,
+    data: Bytes,
+    is_response: bool,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<RequestId, Pending>,
+    progress: HashMap<String, RequestId>,
+    streams: HashMap<u64, Slot>,
+    get_stream: Option<u64>,
+    next_stream: u64,
+    log: VecDeque<Logged>,
+    undelivered: VecDeque<Bytes>,
+    version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("service {service:?} has reached its limit of {max} open sessions (maxSessions); close unused sessions or raise the limit")]
+    Limit { service: String, max: usize },
+    #[error("service {service:?} could not start: {source}")]
+    Start {
+        service: String,
+        source: BackendError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the session is closed")]
+    Closed,
+    #[error("request id {0} is already in use by another request in flight on this session")]
+    DuplicateId(RequestId),
+}
+
+pub struct Session {
+    pub id: SessionId,
+    pub service: Arc<Service>,
+    pub legacy: bool,
+    me: Weak<Session>,
+    registry: Arc<Registry>,
+    backend: OnceLock<Backend>,
+    state: Mutex<State>,
+    closing: AtomicBool,
+    created: Instant,
+    last_activity_ms: AtomicU64,
+}
+
+impl Session {
+    /// Open a session: take a slot, start its backend, register it.
+    pub async fn open(
+        service: Arc<Service>,
+        registry: Arc<Registry>,
+        legacy: bool,
+    ) -> Result<Arc<Session>, OpenError> {
+        let max = service.limits.max_sessions;
+        if !service.stats.try_open_session(max) {
+            return Err(OpenError::Limit {
+                service: service.name.to_string(),
+                max,
+            });
+        }
+        let session = Arc::new_cyclic(|me| Session {
+            id: SessionId::generate(),
+            service: service.clone(),
+            legacy,
+            me: me.clone(),
+            registry: registry.clone(),
+            backend: OnceLock::new(),
+            state: Mutex::new(State::default()),
+            closing: AtomicBool::new(false),
+            created: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+        });
+        let inbox: InboxRef = Arc::downgrade(&session) as Weak<dyn Inbox>;
+        match Backend::start(&service, inbox).await {
+            Ok(b) => {
+                let _ = session.backend.set(b);
+            }
+            Err(source) => {
+                session.closing.store(true, Ordering::Release);
+                service.stats.close_session();
+                service.stats.record_error(source.to_string());
+                return Err(OpenError::Start {
+                    service: service.name.to_string(),
+                    source,
+                });
+            }
+        }
+        registry.insert(session.clone());
+        service.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
+        // The backend may have died while we were registering it.
+        if session.closing.load(Ordering::Acquire) {
+            registry.remove(&session.id);
+        }
+        tracing::debug!(service = %service.name, legacy, "session opened");
+        Ok(session)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock must not take every later request down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The protocol version the backend agreed to in `initialize`.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.state().version.clone()
+    }
+
+    fn priming_id(&self, state: &State, stream: u64) -> Option<String> {
+        // Older clients choke on events with empty data; prime 2025-11-25+ only.
+        let v = state.version.as_deref()?;
+        (v >= "2025-11-25").then(|| format!("{stream}.0"))
+    }
+
+    /// Forward client messages; returns the stream their answers will arrive on
+    /// (none when there is no request among them).
+    pub async fn submit(&self, messages: Vec<Message>) -> Result<Option<StreamReceiver>, SubmitError> {
+        self.touch();
+        let receiver = {
+            let mut st = self.state();
+            if self.is_closed() {
+                return Err(SubmitError::Closed);
+            }
+            let requests: Vec<&RequestId> = messages.iter().filter_map(Message::request_id).collect();
+            for (i, id) in requests.iter().enumerate() {
+                if st.pending.contains_key(*id) || requests[..i].contains(id) {
+                    return Err(SubmitError::DuplicateId((*id).clone()));
+                }
+            }
+            for m in &messages {
+                if m.method() == Some("notifications/cancelled") {
+                    cancel_pending(&mut st, m);
+                }
+            }
+            if requests.is_empty() {
+                None
+            } else {
+                let (stream, receiver) = if self.legacy {
+                    (st.get_stream.unwrap_or(0), None)
+                } else {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let stream = new_slot(&mut st, SlotKind::Post, Some(tx));
+                    let priming_id = self.priming_id(&st, stream);
+                    (stream, Some(StreamReceiver { rx, priming_id }))
+                };
+                let now = Instant::now();
+                for m in &messages {
+                    if let Kind::Request { id, method } = &m.kind {
+                        let timeout = if &**method == "initialize" {
+                            self.service.limits.startup_timeout
+                        } else {
+                            self.service.limits.request_timeout
+                        };
+                        let progress = m.progress_token();
+                        if let Some(tok) = &progress {
+                            st.progress.insert(tok.clone(), id.clone());
+                        }
+                        st.pending.insert(
+                            id.clone(),
+                            Pending {
+                                stream,
+                                method: method.clone(),
+                                deadline: now + timeout,
+                                timeout,
+                                progress,
+                            },
+                        );
+                        if let Some(slot) = st.streams.get_mut(&stream) {
+                            slot.open += 1;
+                        }
+                    }
+                }
+                receiver
+            }
+        };
+        if let Some(backend) = self.backend.get() {
+            for m in messages {
+                if backend.send(m).await.is_err() {
+                    // The exit watcher answers every pending request; nothing to add.
+                    break;
+                }
+            }
+        }
+        Ok(receiver)
+    }
+
+    /// Open the GET stream, or resume any stream from `Last-Event-ID`.
+    pub fn open_get(&self, last_event_id: Option<&str>) -> Result<StreamReceiver, SubmitError> {
+        self.touch();
+        let mut st = self.state();
+        if self.is_closed() {
+            return Err(SubmitError::Closed);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some((stream, after)) = last_event_id.and_then(parse_event_id) {
+            let known = st.streams.contains_key(&stream) || st.log.iter().any(|l| l.stream == stream);
+            if known {
+                for l in st.log.iter().filter(|l| l.stream == stream && l.seq > after) {
+                    let _ = tx.send(Outgoing {
+                        event_id: format!("{}.{}", l.stream, l.seq).into(),
+                        data: l.data.clone(),
+                        is_response: l.is_response,
+                        last: false,
+                    });
+                }
+                if let Some(slot) = st.streams.get_mut(&stream) {
+                    slot.sink = Some(tx);
+                }
+                // A finished stream: the replay is all there is, and dropping `tx` ends it.
+                return Ok(StreamReceiver {
+                    rx,
+                    priming_id: None,
+                });
+            }
+        }
+        if let Some(old) = st.get_stream.take() {
+            st.streams.remove(&old);
+        }
+        let stream = new_slot(&mut st, SlotKind::Get, Some(tx));
+        st.get_stream = Some(stream);
+        let queued: Vec<Bytes> = st.undelivered.drain(..).collect();
+        for data in queued {
+            emit(&mut st, stream, data, false, false);
+        }
+        let priming_id = self.priming_id(&st, stream);
+        Ok(StreamReceiver { rx, priming_id })
+    }
+
+    /// The one stream of a legacy SSE session (opened with `legacy = true`).
+    pub fn open_legacy_stream(&self) -> StreamReceiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.state();
+        let stream = new_slot(&mut st, SlotKind::Legacy, Some(tx));
+        st.get_stream = Some(stream);
+        StreamReceiver {
+            rx,
+            priming_id: None,
+        }
+    }
+
+    /// Answer overdue requests with a timeout error, and tell the backend to stop
+    /// working on them. Returns whether the session has been idle too long.
+    pub async fn sweep(&self, now: Instant) -> bool {
+        let mut cancels = Vec::new();
+        let idle = {
+            let mut st = self.state();
+            let overdue: Vec<RequestId> = st
+                .pending
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in overdue {
+                let Some(p) = st.pending.remove(&id) else { continue };
+                if let Some(tok) = &p.progress {
+                    st.progress.remove(tok);
+                }
+                let message = format!(
+                    "service {:?} did not answer {:?} within {} ({})",
+                    self.service.name.as_str(),
+                    &*p.method,
+                    humantime::format_duration(p.timeout),
+                    if &*p.method == "initialize" { "startupTimeout" } else { "requestTimeout" }
+                );
+                tracing::warn!(service = %self.service.name, method = &*p.method, "{message}");
+                let err = jsonrpc::error_response(Some(&id), code::REQUEST_TIMEOUT, &message, None);
+                emit(&mut st, p.stream, err.raw, true, true);
+                cancels.push(jsonrpc::notification(
+                    "notifications/cancelled",
+                    serde_json::json!({ "requestId": jsonrpc::id_value(&id), "reason": message }),
+                ));
+            }
+            let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+            let idle_for = now.saturating_duration_since(self.created + last);
+            st.pending.is_empty() && idle_for >= self.service.limits.idle_timeout
+        };
+        if let Some(backend) = self.backend.get() {
+            for c in cancels {
+                let _ = backend.send(c).await;
+            }
+        }
+        idle
+    }
+
+    /// Close the session and its backend. Pending requests get an error at once.
+    pub async fn close(&self, reason: &str) {
+        let message = format!(
+            "the session was closed ({reason}) before service {:?} answered",
+            self.service.name.as_str()
+        );
+        if self.shut(&message) {
+            tracing::debug!(service = %self.service.name, "session closed: {reason}");
+            if let Some(b) = self.backend.get() {
+                b.close().await;
+            }
+        }
+    }
+
+    /// The synchronous part of closing; true for the one caller that does it.
+    fn shut(&self, pending_message: &str) -> bool {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        {
+            let mut st = self.state();
+            let pending: Vec<(RequestId, Pending)> = st.pending.drain().collect();
+            for (id, p) in pending {
+                let err = jsonrpc::error_response(Some(&id), code::BACKEND_UNAVAILABLE, pending_message, None);
+                emit(&mut st, p.stream, err.raw, true, true);
+            }
+            st.streams.clear();
+            st.undelivered.clear();
+            st.progress.clear();
+        }
+        self.registry.remove(&self.id);
+        self.service.stats.close_session();
+        true
+    }
+
+    pub fn process_count_hint(&self) -> usize {
+        usize::from(matches!(self.backend.get(), Some(Backend::Stdio(_))))
+    }
+}
+
+impl Inbox for Session {
+    fn deliver(&self, msg: Message, related: Option<RequestId>) {
+        let mut close_after = false;
+        {
+            let mut st = self.state();
+            if self.is_closed() {
+                return;
+            }
+            match &msg.kind {
+                Kind::Response { id: Some(id) } => {
+                    let Some(p) = st.pending.remove(id) else {
+                        tracing::debug!(service = %self.service.name, "dropped an answer to request {id}, which is no longer waiting (timed out or cancelled)");
+                        return;
+                    };
+                    if let Some(tok) = &p.progress {
+                        st.progress.remove(tok);
+                    }
+                    if &*p.method == "initialize" {
+                        match initialize_outcome(&msg.raw) {
+                            Some(version) => st.version = Some(version),
+                            None => close_after = true,
+                        }
+                    }
+                    emit(&mut st, p.stream, msg.raw, true, true);
+                }
+                Kind::Response { id: None } => {
+                    tracing::warn!(service = %self.service.name, "the service sent an error without a request id; it is not forwarded");
+                }
+                Kind::Notification { method } => {
+                    let by_progress = if &**method == "notifications/progress" {
+                        msg.progress_token()
+                            .and_then(|t| st.progress.get(&t).cloned())
+                            .and_then(|rid| st.pending.get(&rid).map(|p| p.stream))
+                    } else {
+                        None
+                    };
+                    let target = by_progress.or_else(|| related_stream(&st, related.as_ref()));
+                    route(&mut st, target, msg.raw);
+                }
+                Kind::Request { .. } => {
+                    let target = related_stream(&st, related.as_ref());
+                    route(&mut st, target, msg.raw);
+                }
+            }
+        }
+        if close_after && let Some(me) = self.me.upgrade() {
+            tokio::spawn(async move { me.close("initialize failed").await });
+        }
+    }
+
+    fn backend_closed(&self, reason: String) {
+        let message = format!(
+            "service {:?} stopped before answering: {reason}",
+            self.service.name.as_str()
+        );
+        if self.shut(&message) {
+            tracing::info!(service = %self.service.name, "session ended by the backend: {reason}");
+            self.service.stats.record_error(reason);
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(async move {
+                    if let Some(b) = me.backend.get() {
+                        b.close().await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// `Some(version)` for a successful `initialize` answer, `None` for an error.
+fn initialize_outcome(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct R {
+        result: Option<V>,
+    }
+    #[derive(serde::Deserialize)]
+    struct V {
+        #[serde(rename = "protocolVersion", default)]
+        protocol_version: Option<String>,
+    }
+    let r: R = serde_json::from_slice(raw).ok()?;
+    let v = r.result?;
+    Some(v.protocol_version.unwrap_or_default())
+}
+
+fn new_slot(st: &mut State, kind: SlotKind, sink: Option<mpsc::UnboundedSender<Outgoing>>) -> u64 {
+    st.next_stream += 1;
+    let id = st.next_stream;
+    st.streams.insert(
+        id,
+        Slot {
+            kind,
+            sink,
+            open: 0,
+            seq: 0,
+        },
+    );
+    id
+}
+
+fn related_stream(st: &State, related: Option<&RequestId>) -> Option<u64> {
+    related.and_then(|r| st.pending.get(r)).map(|p| p.stream)
+}
+
+/// Route a server message that is not an answer.
+fn route(st: &mut State, target: Option<u64>, data: Bytes) {
+    let connected = |st: &State, s: u64| st.streams.get(&s).is_some_and(|slot| slot.sink.is_some());
+    let target = target
+        .or_else(|| st.get_stream.filter(|g| connected(st, *g)))
+        .or_else(|| {
+            st.streams
+                .iter()
+                .filter(|(_, s)| s.kind == SlotKind::Post && s.open > 0 && s.sink.is_some())
+                .map(|(id, _)| *id)
+                .max()
+        })
+        .or(st.get_stream);
+    match target {
+        Some(t) => emit(st, t, data, false, false),
+        None => {
+            if st.undelivered.len() >= UNDELIVERED_CAPACITY {
+                st.undelivered.pop_front();
+                tracing::warn!("a server message was dropped: the client has no open stream");
+            }
+            st.undelivered.push_back(data);
+        }
+    }
+}
+
+/// Put one message on a stream: log it for resumption, send it if connected.
+fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: bool) {
+    let Some(slot) = st.streams.get_mut(&stream) else {
+        return;
+    };
+    slot.seq += 1;
+    let seq = slot.seq;
+    if completes {
+        slot.open = slot.open.saturating_sub(1);
+    }
+    let last = slot.kind == SlotKind::Post && slot.open == 0;
+    let event_id: Arc<str> = format!("{stream}.{seq}").into();
+    if let Some(sink) = &slot.sink
+        && sink
+            .send(Outgoing {
+                event_id,
+                data: data.clone(),
+                is_response,
+                last,
+            })
+            .is_err()
+    {
+        slot.sink = None;
+    }
+    if last {
+        st.streams.remove(&stream);
+    }
+    if st.log.len() >= EVENT_LOG_CAPACITY {
+        st.log.pop_front();
+    }
+    st.log.push_back(Logged {
+        stream,
+        seq,
+        data,
+        is_response,
+    });
+}
+
+/// The client gave up on a request: stop waiting for it.
+fn cancel_pending(st: &mut State, msg: &Message) {
+    #[derive(serde::Deserialize)]
+    struct C<'a> {
+        #[serde(borrow)]
+        params: Option<P<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(borrow, rename = "requestId")]
+        request_id: Option<&'a serde_json::value::RawValue>,
+    }
+    let Ok(C { params: Some(P { request_id: Some(raw) }) }) = serde_json::from_slice::<C>(&msg.raw) else {
+        return;
+    };
+    let Ok(probe) = Message::parse(Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{},"method":"x"}}"#,
+        raw.get()
+    ))) else {
+        return;
+    };
+    let Some(id) = probe.request_id() else { return };
+    if let Some(p) = st.pending.remove(id) {
+        if let Some(tok) = &p.progress {
+            st.progress.remove(tok);
+        }
+        if let Some(slot) = st.streams.get_mut(&p.stream) {
+            slot.open = slot.open.saturating_sub(1);
+            if slot.kind == SlotKind::Post && slot.open == 0 {
+                st.streams.remove(&p.stream);
+            }
+        }
+    }
+}
+
+fn parse_event_id(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}

@@ -1,0 +1,53 @@
+//! `/health` (liveness) and `/ready` (per-service state).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::gateway::Gateway;
+
+pub async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+pub async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut services = Map::new();
+    let mut names: Vec<_> = gw.services.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(s) = gw.services.get(name) else { continue };
+        let last_error = s.stats.last_error().map(|(at, message)| {
+            json!({ "at": humantime::format_rfc3339_seconds(at).to_string(), "message": message })
+        });
+        services.insert(
+            name.to_string(),
+            json!({
+                "transport": s.backend.kind(),
+                "sessions": s.stats.sessions.load(Ordering::Relaxed),
+                "sessionsTotal": s.stats.sessions_total.load(Ordering::Relaxed),
+                "processes": s.stats.processes.load(Ordering::Relaxed),
+                "maxSessions": s.limits.max_sessions,
+                "lastError": last_error.unwrap_or(Value::Null),
+            }),
+        );
+    }
+    let shutting_down = gw.shutdown.is_cancelled();
+    let status = if shutting_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(json!({
+            "status": if shutting_down { "shutting_down" } else { "ready" },
+            "services": services,
+        })),
+    )
+        .into_response()
+}

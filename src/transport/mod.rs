@@ -1,0 +1,82 @@
+//! Client-facing HTTP: the router, and the order of its layers.
+//!
+//! The request path, top to bottom:
+//!
+//! 1. **CORS** (outermost), so a browser's preflight is answered before anything
+//!    else can refuse it, and every answer (errors included) carries CORS headers.
+//! 2. **Edge checks** on MCP endpoints: `Host` and `Origin` (DNS rebinding, 403).
+//! 3. **Authentication / authorization**: none yet; the gateway refuses to listen
+//!    beyond loopback without them (see `config`). They slot in here, between the
+//!    edge checks and the handlers, and nowhere else.
+//! 4. **Handlers** (`streamable`, `sse`): media types (415/406), body limit (413),
+//!    JSON-RPC parsing (400), then session lookup (400/404) and the backend.
+//!
+//! `ops` routes (`/health`, `/ready`) skip steps 2-3: probes carry no Origin.
+
+mod edge;
+mod health;
+mod reply;
+mod sse;
+mod streamable;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::gateway::Gateway;
+
+pub use edge::OriginPolicy;
+
+/// MCP protocol versions the gateway's transports speak, newest first.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let streamable_routes = || {
+        get(streamable::get)
+            .post(streamable::post)
+            .delete(streamable::delete)
+    };
+    let mcp = Router::new()
+        .route("/{service}/mcp", streamable_routes())
+        .route("/{service}/mcp/", streamable_routes())
+        .route("/{service}/sse", get(sse::connect))
+        .route("/{service}/sse/", get(sse::connect))
+        .route("/{service}/message", post(sse::message))
+        .layer(from_fn_with_state(gw.clone(), edge::check));
+    let ops = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready));
+    let app = mcp.merge(ops).fallback(reply::not_found);
+    let base = gw.settings.base_path().to_string();
+    let app = if base.is_empty() {
+        app
+    } else {
+        Router::new().nest(&base, app).fallback(reply::not_found)
+    };
+    app.layer(cors(&gw)).with_state(gw)
+}
+
+fn cors(gw: &Arc<Gateway>) -> CorsLayer {
+    let policy = OriginPolicy::new(&gw.settings);
+    let header = |s: &'static str| HeaderName::from_static(s);
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| policy.allows(o))
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header("content-type"),
+            header("accept"),
+            header("authorization"),
+            header("mcp-session-id"),
+            header("mcp-protocol-version"),
+            header("last-event-id"),
+        ])
+        .expose_headers([header("mcp-session-id"), header("www-authenticate")])
+        .max_age(Duration::from_secs(3600))
+}

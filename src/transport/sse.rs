@@ -1,0 +1,121 @@
+//! Legacy HTTP+SSE towards clients (MCP 2024-11-05): `GET /<service>/sse` opens
+//! the session and its one stream, whose first event names the endpoint the client
+//! POSTs its messages to. The session lives as long as that stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::response::sse::Event;
+use futures_util::{StreamExt, stream};
+use serde::Deserialize;
+
+use super::reply;
+use super::streamable::{is_json, read_body};
+use crate::gateway::Gateway;
+use crate::jsonrpc::{self, code};
+use crate::session::{OpenError, Session, SubmitError};
+
+pub async fn connect(State(gw): State<Arc<Gateway>>, Path(service): Path<String>) -> Response {
+    let Some(svc) = gw.service(&service).cloned() else {
+        return reply::unknown_service(&service);
+    };
+    let session = match Session::open(svc.clone(), gw.sessions.clone(), true).await {
+        Ok(s) => s,
+        Err(e) => {
+            let status = match e {
+                OpenError::Limit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                OpenError::Start { .. } => StatusCode::BAD_GATEWAY,
+            };
+            tracing::warn!(service = %svc.name, "{e}");
+            return reply::error(status, code::BACKEND_UNAVAILABLE, &e.to_string());
+        }
+    };
+    let receiver = session.open_legacy_stream();
+    let endpoint = format!(
+        "{}/{}/message?sessionId={}",
+        gw.settings.base_path(),
+        svc.name,
+        session.id.as_str()
+    );
+    // The session ends when the client goes away: there is no way back to it.
+    let guard = CloseOnDrop(Some(session));
+    let head = stream::iter([Ok::<_, Infallible>(
+        Event::default().event("endpoint").data(endpoint),
+    )]);
+    let tail = stream::unfold((receiver.rx, guard), |(mut rx, guard)| async move {
+        let item = rx.recv().await?;
+        let ev = Event::default()
+            .event("message")
+            .data(String::from_utf8_lossy(&item.data));
+        Some((Ok(ev), (rx, guard)))
+    });
+    reply::sse(head.chain(tail))
+}
+
+struct CloseOnDrop(Option<Arc<Session>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take()
+            && !s.is_closed()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { s.close("the client disconnected").await });
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MessageQuery {
+    #[serde(rename = "sessionId", alias = "session_id")]
+    session_id: Option<String>,
+}
+
+pub async fn message(
+    State(gw): State<Arc<Gateway>>,
+    Path(service): Path<String>,
+    Query(q): Query<MessageQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(svc) = gw.service(&service).cloned() else {
+        return reply::unknown_service(&service);
+    };
+    let Some(sid) = q.session_id else {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: the sessionId query parameter is required (use the endpoint URL from the SSE stream)",
+        );
+    };
+    let Some(session) = gw.sessions.get(&sid, &svc.name).filter(|s| s.legacy) else {
+        return reply::unknown_session();
+    };
+    if !is_json(&headers) {
+        return reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    let bytes = match read_body(body, gw.settings.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let incoming = match jsonrpc::parse_body(&bytes) {
+        Ok(i) => i,
+        Err(e) => return reply::error(StatusCode::BAD_REQUEST, e.code(), e.message()),
+    };
+    match session.submit(incoming.messages).await {
+        Ok(_) => Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Body::from("Accepted"))
+            .unwrap_or_default(),
+        Err(SubmitError::Closed) => reply::unknown_session(),
+        Err(e) => reply::error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &e.to_string()),
+    }
+}
