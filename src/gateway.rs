@@ -25,7 +25,10 @@ impl Gateway {
     pub fn new(settings: Settings) -> anyhow::Result<Arc<Gateway>> {
         let mut services = HashMap::new();
         for s in &settings.services {
-            services.insert(s.name.clone(), Arc::new(Service::new(s, settings.shutdown_grace)?));
+            services.insert(
+                s.name.clone(),
+                Arc::new(Service::new(s, settings.shutdown_grace)?),
+            );
         }
         Ok(Arc::new(Gateway {
             settings,
@@ -36,7 +39,9 @@ impl Gateway {
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
-        ServiceName::parse(name).ok().and_then(|n| self.services.get(&n))
+        ServiceName::parse(name)
+            .ok()
+            .and_then(|n| self.services.get(&n))
     }
 
     /// Public URL of a path on this gateway (base path included).
@@ -52,7 +57,8 @@ impl Gateway {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+            let mut sigchld =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}

@@ -23,7 +23,7 @@ pub mod code {
     pub const REQUEST_TIMEOUT: i64 = -32001;
     pub const SESSION_LIMIT: i64 = -32002;
     /// MCP 2026-07-28 `UnsupportedProtocolVersionError`.
-    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
 }
 
 /// A request id in canonical form, usable as a map key.
@@ -70,10 +70,17 @@ impl fmt::Display for RequestId {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    Request { id: RequestId, method: Box<str> },
-    Notification { method: Box<str> },
+    Request {
+        id: RequestId,
+        method: Box<str>,
+    },
+    Notification {
+        method: Box<str>,
+    },
     /// `id` is `None` only for error responses to unparseable requests.
-    Response { id: Option<RequestId> },
+    Response {
+        id: Option<RequestId>,
+    },
 }
 
 /// One JSON-RPC message: its exact bytes and its parsed envelope.
@@ -202,18 +209,13 @@ impl Message {
     /// clients on every request instead of an `initialize` handshake.
     pub fn meta_protocol_version(&self) -> Option<String> {
         let parsed: ParamsMeta = serde_json::from_slice(&self.raw).ok()?;
-        parsed
-            .params?
-            .meta?
-            .protocol_version
-            .map(Cow::into_owned)
+        parsed.params?.meta?.protocol_version.map(Cow::into_owned)
     }
 }
 
 fn classify(value: &RawValue) -> Result<Kind, ParseError> {
-    let env: Envelope = serde_json::from_str(value.get()).map_err(|_| {
-        ParseError::Invalid("a JSON-RPC message must be a JSON object".to_string())
-    })?;
+    let env: Envelope = serde_json::from_str(value.get())
+        .map_err(|_| ParseError::Invalid("a JSON-RPC message must be a JSON object".to_string()))?;
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(ParseError::Invalid(
             "the \"jsonrpc\" member must be exactly \"2.0\"".to_string(),
@@ -260,7 +262,9 @@ pub fn parse_body(body: &Bytes) -> Result<Incoming, ParseError> {
         let items: Vec<&RawValue> = serde_json::from_slice(body)
             .map_err(|e| ParseError::Json(format!("invalid JSON: {e}")))?;
         if items.is_empty() {
-            return Err(ParseError::Invalid("an empty batch is not valid".to_string()));
+            return Err(ParseError::Invalid(
+                "an empty batch is not valid".to_string(),
+            ));
         }
         let messages = items
             .into_iter()
@@ -375,7 +379,10 @@ mod tests {
         let inc = parse_body(&body).expect("valid batch");
         assert!(inc.batch);
         assert_eq!(inc.messages.len(), 2);
-        assert_eq!(&inc.messages[1].raw[..], br#"{"jsonrpc":"2.0","method":"b"}"#);
+        assert_eq!(
+            &inc.messages[1].raw[..],
+            br#"{"jsonrpc":"2.0","method":"b"}"#
+        );
         assert!(matches!(
             parse_body(&Bytes::from_static(b"[]")),
             Err(ParseError::Invalid(_))

@@ -7,7 +7,11 @@ use mcpgate::gateway::{self, Gateway};
 use mcpgate::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "mcpgate", version, about = "One front door for many MCP servers")]
+#[command(
+    name = "mcpgate",
+    version,
+    about = "One front door for many MCP servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,17 +111,20 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (proxy.addr): {e}", settings.addr))?;
     let bound = listener.local_addr()?;
-    // With port 0 the real port is known only now; keep the public URL in step
-    // when it was derived from the address.
-    if settings.base_url.port_or_known_default() == Some(0) {
-        let _ = settings.base_url.set_port(Some(bound.port()));
+    // The public URL follows the address unless it was configured.
+    if !settings.base_url_configured {
+        settings.base_url = url::Url::parse(&format!("http://{bound}"))?;
     }
     settings.addr = bound;
     let gw = Gateway::new(settings)?;
     // Machine-readable first line for scripts and tests.
     println!("mcpgate listening on http://{bound}");
     for name in gw.settings.services.iter().map(|s| &s.name) {
-        println!("  {name}: {}  (legacy SSE: {})", gw.url(&format!("/{name}/mcp")), gw.url(&format!("/{name}/sse")));
+        println!(
+            "  {name}: {}  (legacy SSE: {})",
+            gw.url(&format!("/{name}/mcp")),
+            gw.url(&format!("/{name}/sse"))
+        );
     }
     tracing::info!(addr = %bound, services = gw.services.len(), "mcpgate listening");
     gateway::serve(gw, listener).await

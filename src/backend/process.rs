@@ -21,7 +21,9 @@ static TRACKED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 pub fn become_subreaper() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        tracing::warn!("could not become child subreaper ({e}); orphaned grandchildren may linger as zombies");
+        tracing::warn!(
+            "could not become child subreaper ({e}); orphaned grandchildren may linger as zombies"
+        );
     }
 }
 
@@ -52,7 +54,11 @@ pub fn reap_orphans() -> usize {
         .unwrap_or_default();
     let mut reaped = 0;
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if tracked.contains(&pid) {

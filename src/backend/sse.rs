@@ -68,7 +68,9 @@ impl SseBackend {
                     return Ok((endpoint, events));
                 }
             }
-            Err(unreachable("the stream ended before the endpoint event".into()))
+            Err(unreachable(
+                "the stream ended before the endpoint event".into(),
+            ))
         };
         let (endpoint, mut events) =
             match tokio::time::timeout(service.limits.startup_timeout, connect).await {
@@ -100,7 +102,9 @@ impl SseBackend {
                         Some(i) => i.deliver(m, None),
                         None => return,
                     },
-                    Err(e) => tracing::warn!(service = %reader_name, "ignored an SSE event that is not JSON-RPC: {}", e.message()),
+                    Err(e) => {
+                        tracing::warn!(service = %reader_name, "ignored an SSE event that is not JSON-RPC: {}", e.message())
+                    }
                 }
             }
             if let Some(i) = reader_inbox.upgrade() {

@@ -163,7 +163,7 @@ impl StdioBackend {
     pub async fn close(&self) {
         process::stop_group(self.pgid, self.grace).await;
         let mut exited = self.exited.clone();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), exited.wait_for(|e| *e))
-            .await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(3), exited.wait_for(|e| *e)).await;
     }
 }

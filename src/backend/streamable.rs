@@ -149,7 +149,11 @@ impl Inner {
             Err(e) => {
                 return self.fail(
                     &id,
-                    format!("service {:?} is unreachable: {}", self.service.as_str(), error_chain(&e)),
+                    format!(
+                        "service {:?} is unreachable: {}",
+                        self.service.as_str(),
+                        error_chain(&e)
+                    ),
                 );
             }
         };
@@ -203,7 +207,10 @@ impl Inner {
                 Err(e) => {
                     return self.fail(
                         &id,
-                        format!("service {:?}: reading the answer failed: {e}", self.service.as_str()),
+                        format!(
+                            "service {:?}: reading the answer failed: {e}",
+                            self.service.as_str()
+                        ),
                     );
                 }
             };
@@ -253,7 +260,8 @@ impl Inner {
                 }
                 match Message::parse(Bytes::from(ev.data)) {
                     Ok(m) => {
-                        let answered = matches!(&m.kind, Kind::Response { id: Some(r) } if *r == id);
+                        let answered =
+                            matches!(&m.kind, Kind::Response { id: Some(r) } if *r == id);
                         if answered {
                             self.note_version(&m);
                         }
@@ -262,10 +270,14 @@ impl Inner {
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message()),
+                    Err(e) => {
+                        tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message())
+                    }
                 }
             }
-            let Some(resume_from) = last_event_id.clone() else { break };
+            let Some(resume_from) = last_event_id.clone() else {
+                break;
+            };
             tokio::select! {
                 () = tokio::time::sleep(retry) => {},
                 () = self.cancel.cancelled() => return,
@@ -334,7 +346,9 @@ impl Inner {
                 method = msg.method().unwrap_or("(response)"),
                 "the service refused a message"
             ),
-            Err(e) => tracing::warn!(service = %self.service, "sending to the service failed: {}", error_chain(&e)),
+            Err(e) => {
+                tracing::warn!(service = %self.service, "sending to the service failed: {}", error_chain(&e))
+            }
         }
     }
 
@@ -385,7 +399,9 @@ impl Inner {
                         }
                         match Message::parse(Bytes::from(ev.data)) {
                             Ok(m) => self.deliver(m, None),
-                            Err(e) => tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message()),
+                            Err(e) => {
+                                tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message())
+                            }
                         }
                     }
                 }

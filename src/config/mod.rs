@@ -141,6 +141,8 @@ pub struct Settings {
     /// Public URL of the gateway (scheme, host, optional base path). Its path is
     /// where every route is mounted.
     pub base_url: Url,
+    /// False when `base_url` was derived from `addr` (and should follow it).
+    pub base_url_configured: bool,
     pub max_body_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub shutdown_grace: Duration,
@@ -257,9 +259,7 @@ pub fn parse(
             "$schema" => {}
             other => problems.push(Problem {
                 path: other.to_string(),
-                message: format!(
-                    "unknown field {other:?}; expected \"proxy\" or \"mcpServers\""
-                ),
+                message: format!("unknown field {other:?}; expected \"proxy\" or \"mcpServers\""),
             }),
         }
     }
@@ -268,8 +268,7 @@ pub fn parse(
     if services_raw.is_empty() {
         problems.push(Problem {
             path: "mcpServers".into(),
-            message: "no MCP servers are configured; add at least one under \"mcpServers\""
-                .into(),
+            message: "no MCP servers are configured; add at least one under \"mcpServers\"".into(),
         });
     }
     for (name, val) in services_raw {

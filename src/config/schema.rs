@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::ConfigFile;
 
 pub fn generate() -> Value {
-    let mut schema = serde_json::to_value(schemars::schema_for!(ConfigFile))
-        .unwrap_or_else(|_| json!({}));
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(ConfigFile)).unwrap_or_else(|_| json!({}));
     allow_env_references(&mut schema);
     if let Value::Object(map) = &mut schema {
         let mut defs = map.remove("$defs").unwrap_or_else(|| json!({}));

@@ -32,11 +32,19 @@ fn claude_desktop_shape_works_unchanged() {
     }}"#);
     assert_eq!(s.services.len(), 5);
     assert_eq!(s.addr.to_string(), "127.0.0.1:8080");
-    let kinds: Vec<_> = s.services.iter().map(|s| (s.name.as_str(), s.backend.kind())).collect();
+    let kinds: Vec<_> = s
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.backend.kind()))
+        .collect();
     assert!(kinds.contains(&("fs", "stdio")));
     assert!(kinds.contains(&("old", "sse")));
     assert!(kinds.contains(&("typed", "streamable-http")));
-    let remote = s.services.iter().find(|s| s.name.as_str() == "remote").expect("remote");
+    let remote = s
+        .services
+        .iter()
+        .find(|s| s.name.as_str() == "remote")
+        .expect("remote");
     match &remote.backend {
         BackendSpec::StreamableHttp { headers, .. } => assert_eq!(headers["X-Key"], "s3cret"),
         other => panic!("unexpected {other:?}"),
@@ -45,7 +53,8 @@ fn claude_desktop_shape_works_unchanged() {
 
 #[test]
 fn every_problem_is_reported_with_its_path() {
-    let p = problems(r#"{
+    let p = problems(
+        r#"{
         "proxy": {"addr": "127.0.0.1:8080", "bogus": 1},
         "mcpServers": {
             "a": {"command": "x", "argz": []},
@@ -54,16 +63,26 @@ fn every_problem_is_reported_with_its_path() {
             "Bad Name": {"command": "x"},
             "d": {"command": "x", "requestTimeout": "soon"}
         }
-    }"#);
+    }"#,
+    );
     let joined = p.join("\n");
     assert!(joined.contains("proxy: unknown field `bogus`"), "{joined}");
-    assert!(joined.contains("mcpServers.a: unknown field `argz`"), "{joined}");
+    assert!(
+        joined.contains("mcpServers.a: unknown field `argz`"),
+        "{joined}"
+    );
     assert!(
         joined.contains("mcpServers.b.env.K: environment variable MISSING_VAR is not set"),
         "{joined}"
     );
-    assert!(joined.contains("mcpServers.c.url: scheme \"ftp\""), "{joined}");
-    assert!(joined.contains("mcpServers.Bad Name: service name"), "{joined}");
+    assert!(
+        joined.contains("mcpServers.c.url: scheme \"ftp\""),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("mcpServers.Bad Name: service name"),
+        "{joined}"
+    );
     assert!(joined.contains("mcpServers.d.requestTimeout"), "{joined}");
     assert!(p.len() >= 6, "{joined}");
 }
@@ -79,7 +98,8 @@ fn no_shell_expansion() {
 
 #[test]
 fn refuses_public_bind_without_auth() {
-    let p = problems(r#"{"proxy": {"addr": "0.0.0.0:8080"}, "mcpServers": {"a": {"command": "x"}}}"#);
+    let p =
+        problems(r#"{"proxy": {"addr": "0.0.0.0:8080"}, "mcpServers": {"a": {"command": "x"}}}"#);
     assert!(p[0].contains("no authentication is configured"), "{p:?}");
     let p = problems(r#"{"proxy": {"addr": ":8080"}, "mcpServers": {"a": {"command": "x"}}}"#);
     assert!(p[0].contains("loopback"), "{p:?}");
@@ -87,7 +107,9 @@ fn refuses_public_bind_without_auth() {
 
 #[test]
 fn ambiguous_or_empty_servers() {
-    let p = problems(r#"{"mcpServers": {"a": {"command": "x", "url": "http://h/mcp"}, "b": {}, "health": {"command": "x"}}}"#);
+    let p = problems(
+        r#"{"mcpServers": {"a": {"command": "x", "url": "http://h/mcp"}, "b": {}, "health": {"command": "x"}}}"#,
+    );
     let joined = p.join("\n");
     assert!(joined.contains("both \"command\" and \"url\""), "{joined}");
     assert!(joined.contains("needs \"command\""), "{joined}");
@@ -97,7 +119,9 @@ fn ambiguous_or_empty_servers() {
 
 #[test]
 fn base_url_path_is_the_route_prefix() {
-    let s = ok(r#"{"proxy": {"baseURL": "https://example.com/gw/"}, "mcpServers": {"a": {"command": "x"}}}"#);
+    let s = ok(
+        r#"{"proxy": {"baseURL": "https://example.com/gw/"}, "mcpServers": {"a": {"command": "x"}}}"#,
+    );
     assert_eq!(s.base_path(), "/gw");
 }
 

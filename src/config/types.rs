@@ -113,9 +113,11 @@ pub struct DurationStr(pub Duration);
 impl<'de> Deserialize<'de> for DurationStr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(DurationStr)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"5m\": {e}")))
+        humantime::parse_duration(&s).map(DurationStr).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"30s\" or \"5m\": {e}"
+            ))
+        })
     }
 }
 
@@ -172,7 +174,10 @@ impl ServiceConfig {
                         cwd: self.cwd,
                     }),
                     _ => {
-                        problem("command", "a stdio server needs a non-empty \"command\"".into());
+                        problem(
+                            "command",
+                            "a stdio server needs a non-empty \"command\"".into(),
+                        );
                         None
                     }
                 }
@@ -181,12 +186,16 @@ impl ServiceConfig {
                 if self.command.is_some() || !self.args.is_empty() || !self.env.is_empty() {
                     problem(
                         "command",
-                        "\"command\", \"args\" and \"env\" are for stdio servers, not remote ones".into(),
+                        "\"command\", \"args\" and \"env\" are for stdio servers, not remote ones"
+                            .into(),
                     );
                 }
                 for name in self.headers.keys() {
                     if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                        problem(&format!("headers.{name}"), "is not a valid HTTP header name".into());
+                        problem(
+                            &format!("headers.{name}"),
+                            "is not a valid HTTP header name".into(),
+                        );
                     }
                 }
                 match self.url.as_deref().map(Url::parse) {
@@ -206,7 +215,10 @@ impl ServiceConfig {
                     Some(Ok(url)) => {
                         problem(
                             "url",
-                            format!("scheme {:?} is not supported; use http or https", url.scheme()),
+                            format!(
+                                "scheme {:?} is not supported; use http or https",
+                                url.scheme()
+                            ),
                         );
                         None
                     }
@@ -228,7 +240,9 @@ impl ServiceConfig {
             startup_timeout: self
                 .startup_timeout
                 .map_or(Limits::DEFAULT_STARTUP_TIMEOUT, |d| d.0),
-            idle_timeout: self.idle_timeout.map_or(Limits::DEFAULT_IDLE_TIMEOUT, |d| d.0),
+            idle_timeout: self
+                .idle_timeout
+                .map_or(Limits::DEFAULT_IDLE_TIMEOUT, |d| d.0),
             max_sessions: self.max_sessions.unwrap_or(Limits::DEFAULT_MAX_SESSIONS),
         };
         for (field, d) in [
@@ -262,7 +276,9 @@ impl ProxyConfig {
                 message,
             })
         };
-        let addr_text = self.addr.unwrap_or_else(|| Settings::DEFAULT_ADDR.to_string());
+        let addr_text = self
+            .addr
+            .unwrap_or_else(|| Settings::DEFAULT_ADDR.to_string());
         // mcp-front writes ":8080" for "all interfaces".
         let normalised = if addr_text.starts_with(':') {
             format!("0.0.0.0{addr_text}")
@@ -329,6 +345,7 @@ impl ProxyConfig {
             name: self.name.unwrap_or_else(|| "mcpgate".to_string()),
             addr: addr?,
             base_url: base_url?,
+            base_url_configured: self.base_url.is_some(),
             max_body_bytes,
             allowed_origins: self.allowed_origins,
             shutdown_grace: self

@@ -94,7 +94,9 @@ struct State {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("service {service:?} has reached its limit of {max} open sessions (maxSessions); close unused sessions or raise the limit")]
+    #[error(
+        "service {service:?} has reached its limit of {max} open sessions (maxSessions); close unused sessions or raise the limit"
+    )]
     Limit { service: String, max: usize },
     #[error("service {service:?} could not start: {source}")]
     Start {
@@ -202,14 +204,18 @@ impl Session {
 
     /// Forward client messages; returns the stream their answers will arrive on
     /// (none when there is no request among them).
-    pub async fn submit(&self, messages: Vec<Message>) -> Result<Option<StreamReceiver>, SubmitError> {
+    pub async fn submit(
+        &self,
+        messages: Vec<Message>,
+    ) -> Result<Option<StreamReceiver>, SubmitError> {
         self.touch();
         let receiver = {
             let mut st = self.state();
             if self.is_closed() {
                 return Err(SubmitError::Closed);
             }
-            let requests: Vec<&RequestId> = messages.iter().filter_map(Message::request_id).collect();
+            let requests: Vec<&RequestId> =
+                messages.iter().filter_map(Message::request_id).collect();
             for (i, id) in requests.iter().enumerate() {
                 if st.pending.contains_key(*id) || requests[..i].contains(id) {
                     return Err(SubmitError::DuplicateId((*id).clone()));
@@ -281,9 +287,14 @@ impl Session {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some((stream, after)) = last_event_id.and_then(parse_event_id) {
-            let known = st.streams.contains_key(&stream) || st.log.iter().any(|l| l.stream == stream);
+            let known =
+                st.streams.contains_key(&stream) || st.log.iter().any(|l| l.stream == stream);
             if known {
-                for l in st.log.iter().filter(|l| l.stream == stream && l.seq > after) {
+                for l in st
+                    .log
+                    .iter()
+                    .filter(|l| l.stream == stream && l.seq > after)
+                {
                     let _ = tx.send(Outgoing {
                         event_id: format!("{}.{}", l.stream, l.seq).into(),
                         data: l.data.clone(),
@@ -339,7 +350,9 @@ impl Session {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in overdue {
-                let Some(p) = st.pending.remove(&id) else { continue };
+                let Some(p) = st.pending.remove(&id) else {
+                    continue;
+                };
                 if let Some(tok) = &p.progress {
                     st.progress.remove(tok);
                 }
@@ -348,7 +361,11 @@ impl Session {
                     self.service.name.as_str(),
                     &*p.method,
                     humantime::format_duration(p.timeout),
-                    if &*p.method == "initialize" { "startupTimeout" } else { "requestTimeout" }
+                    if &*p.method == "initialize" {
+                        "startupTimeout"
+                    } else {
+                        "requestTimeout"
+                    }
                 );
                 tracing::warn!(service = %self.service.name, method = &*p.method, "{message}");
                 let err = jsonrpc::error_response(Some(&id), code::REQUEST_TIMEOUT, &message, None);
@@ -393,7 +410,12 @@ impl Session {
             let mut st = self.state();
             let pending: Vec<(RequestId, Pending)> = st.pending.drain().collect();
             for (id, p) in pending {
-                let err = jsonrpc::error_response(Some(&id), code::BACKEND_UNAVAILABLE, pending_message, None);
+                let err = jsonrpc::error_response(
+                    Some(&id),
+                    code::BACKEND_UNAVAILABLE,
+                    pending_message,
+                    None,
+                );
                 emit(&mut st, p.stream, err.raw, true, true);
             }
             st.streams.clear();
@@ -589,7 +611,12 @@ fn cancel_pending(st: &mut State, msg: &Message) {
         #[serde(borrow, rename = "requestId")]
         request_id: Option<&'a serde_json::value::RawValue>,
     }
-    let Ok(C { params: Some(P { request_id: Some(raw) }) }) = serde_json::from_slice::<C>(&msg.raw) else {
+    let Ok(C {
+        params: Some(P {
+            request_id: Some(raw),
+        }),
+    }) = serde_json::from_slice::<C>(&msg.raw)
+    else {
         return;
     };
     let Ok(probe) = Message::parse(Bytes::from(format!(

@@ -35,10 +35,7 @@ impl OriginPolicy {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             any: settings.allowed_origins.iter().any(|o| o == "*"),
-            check_host: settings
-                .base_url
-                .host_str()
-                .is_some_and(is_loopback_host),
+            check_host: settings.base_url.host_str().is_some_and(is_loopback_host),
         }
     }
 
@@ -68,12 +65,16 @@ impl OriginPolicy {
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub async fn check(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let policy = OriginPolicy::new(&gw.settings);
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     if !policy.host_ok(host) {
         return reply::error(
             StatusCode::FORBIDDEN,

@@ -20,7 +20,9 @@ pub async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
     let mut names: Vec<_> = gw.services.keys().collect();
     names.sort();
     for name in names {
-        let Some(s) = gw.services.get(name) else { continue };
+        let Some(s) = gw.services.get(name) else {
+            continue;
+        };
         let last_error = s.stats.last_error().map(|(at, message)| {
             json!({ "at": humantime::format_rfc3339_seconds(at).to_string(), "message": message })
         });

@@ -27,7 +27,10 @@ pub fn error_for(status: StatusCode, id: Option<&RequestId>, code: i64, message:
 pub fn json(status: StatusCode, body: Bytes) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -116,6 +116,10 @@ pub async fn message(
             .body(Body::from("Accepted"))
             .unwrap_or_default(),
         Err(SubmitError::Closed) => reply::unknown_session(),
-        Err(e) => reply::error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &e.to_string()),
+        Err(e) => reply::error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &e.to_string(),
+        ),
     }
 }

@@ -58,7 +58,11 @@ pub async fn post(
     let Some(sid) = headers.get(reply::SESSION_HEADER) else {
         return without_session(gw, svc, &headers, incoming).await;
     };
-    let Some(session) = sid.to_str().ok().and_then(|s| gw.sessions.get(s, &svc.name)) else {
+    let Some(session) = sid
+        .to_str()
+        .ok()
+        .and_then(|s| gw.sessions.get(s, &svc.name))
+    else {
         return reply::unknown_session();
     };
     if session.legacy {
@@ -159,7 +163,11 @@ async fn respond(
         }
         Err(SubmitError::Closed) => return reply::unknown_session(),
         Err(e @ SubmitError::DuplicateId(_)) => {
-            return reply::error(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, &e.to_string());
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                &e.to_string(),
+            );
         }
     };
     let mut resp = answer(receiver, batch).await;
@@ -291,7 +299,11 @@ pub async fn get(
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
-    let Some(session) = sid.to_str().ok().and_then(|s| gw.sessions.get(s, &svc.name)) else {
+    let Some(session) = sid
+        .to_str()
+        .ok()
+        .and_then(|s| gw.sessions.get(s, &svc.name))
+    else {
         return reply::unknown_session();
     };
     if let Err(resp) = check_version_header(&headers) {
@@ -320,7 +332,11 @@ pub async fn delete(
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
-    let Some(session) = sid.to_str().ok().and_then(|s| gw.sessions.get(s, &svc.name)) else {
+    let Some(session) = sid
+        .to_str()
+        .ok()
+        .and_then(|s| gw.sessions.get(s, &svc.name))
+    else {
         return reply::unknown_session();
     };
     session.close("the client ended it").await;
@@ -331,19 +347,20 @@ pub async fn delete(
 }
 
 fn check_version_header(headers: &HeaderMap) -> Result<(), Response> {
-    match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
-        None => Ok(()),
-        Some(Ok(v)) if SUPPORTED_VERSIONS.contains(&v) => Ok(()),
-        Some(v) => Err(reply::error(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            &format!(
-                "Bad Request: unsupported MCP-Protocol-Version {:?}; supported versions: {}",
-                v.unwrap_or("(not text)"),
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        )),
+    for v in headers.get_all(VERSION_HEADER) {
+        let v = v.to_str().unwrap_or("(not text)");
+        if !SUPPORTED_VERSIONS.contains(&v) {
+            return Err(reply::error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                &format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported versions: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// The version of a sessionless (MCP 2026-07-28 style) request, if it is one.
@@ -416,7 +433,12 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Respons
     let limited = http_body_util::Limited::new(body, limit);
     match http_body_util::BodyExt::collect(limited).await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
         Err(_) => Err(reply::error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
@@ -424,4 +446,3 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Respons
         )),
     }
 }
-

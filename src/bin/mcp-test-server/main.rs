@@ -1,0 +1,228 @@
+//! mcp-test-server: a small, fast MCP server for mcpgate's tests, the public
+//! conformance suite and the benchmarks. It is written directly on JSON (not on
+//! the gateway's code) so that it checks the gateway rather than agreeing with it.
+//!
+//! `mcp-test-server` speaks stdio; `mcp-test-server --http 127.0.0.1:0` speaks
+//! streamable HTTP at `/mcp` and prints `listening on http://ADDR/mcp`.
+
+mod conformance;
+mod http;
+mod tools;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+pub const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Server-to-client requests waiting for their answer, per session.
+#[derive(Default)]
+pub struct Session {
+    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    next_id: AtomicU64,
+    pub log_level: Mutex<Option<String>>,
+    pub subscriptions: Mutex<Vec<String>>,
+}
+
+impl Session {
+    /// Route a client's response to the server request waiting for it.
+    pub fn on_response(&self, msg: &Value) -> bool {
+        let Some(id) = msg.get("id").map(Value::to_string) else {
+            return false;
+        };
+        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(msg.clone());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a handler may do besides answering: notify, and ask the client.
+#[derive(Clone)]
+pub struct Ctx {
+    pub out: mpsc::UnboundedSender<Value>,
+    pub session: Arc<Session>,
+    /// HTTP mode: the request's headers (for tests of what a gateway forwards).
+    pub headers: Option<Value>,
+}
+
+impl Ctx {
+    pub fn notify(&self, method: &str, params: Value) {
+        let _ = self
+            .out
+            .send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, String> {
+        let n = self.session.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = json!(format!("srv-{n}"));
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.session.pending.lock() {
+            p.insert(id.to_string(), tx);
+        }
+        let _ = self
+            .out
+            .send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let reply = rx.await.map_err(|_| "the client went away".to_string())?;
+        match (reply.get("result"), reply.get("error")) {
+            (Some(r), _) => Ok(r.clone()),
+            (_, Some(e)) => Err(format!("client error: {e}")),
+            _ => Err("malformed reply".into()),
+        }
+    }
+}
+
+fn ok(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+pub fn err(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// Handle one client message; `Some(answer)` for requests.
+pub async fn handle(msg: Value, ctx: Ctx) -> Option<Value> {
+    let method = msg.get("method").and_then(Value::as_str)?.to_string();
+    let id = msg.get("id").cloned()?;
+    let params = msg.get("params").cloned().unwrap_or(json!({}));
+    let result = match method.as_str() {
+        "initialize" => {
+            let asked = params
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(VERSIONS[0]);
+            let version = if VERSIONS.contains(&asked) {
+                asked
+            } else {
+                VERSIONS[0]
+            };
+            Ok(json!({
+                "protocolVersion": version,
+                "capabilities": {
+                    "tools": {"listChanged": true},
+                    "resources": {"subscribe": true, "listChanged": true},
+                    "prompts": {"listChanged": true},
+                    "logging": {},
+                    "completions": {},
+                    "experimental": {"mcpgate-test": {"unknownField": [1, 2, 3]}}
+                },
+                "serverInfo": {"name": "mcp-test-server", "version": env!("CARGO_PKG_VERSION")},
+                "instructions": "A test server: echo, sleep, fail, crash, progress, sampling, elicitation."
+            }))
+        }
+        "ping" => Ok(json!({})),
+        "logging/setLevel" => {
+            if let Ok(mut l) = ctx.session.log_level.lock() {
+                *l = params
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            Ok(json!({}))
+        }
+        "tools/list" => Ok(json!({"tools": tools::list()})),
+        "tools/call" => tools::call(&params, &ctx).await,
+        "resources/list" => Ok(tools::resources()),
+        "resources/templates/list" => Ok(tools::resource_templates()),
+        "resources/read" => tools::read_resource(&params),
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = params
+                .get("uri")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if let Ok(mut subs) = ctx.session.subscriptions.lock() {
+                if method == "resources/subscribe" {
+                    subs.push(uri);
+                } else {
+                    subs.retain(|u| *u != uri);
+                }
+            }
+            Ok(json!({}))
+        }
+        "prompts/list" => Ok(tools::prompts()),
+        "prompts/get" => tools::get_prompt(&params),
+        "completion/complete" => Ok(tools::complete(&params)),
+        _ => Err((-32601, format!("Method not found: {method}"))),
+    };
+    Some(match result {
+        Ok(r) => ok(&id, r),
+        Err((code, message)) => err(&id, code, &message),
+    })
+}
+
+async fn stdio() {
+    let session = Arc::new(Session::default());
+    let (out, mut rx) = mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        let mut w = BufWriter::new(tokio::io::stdout());
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(v) = next {
+                let mut line = v.to_string();
+                line.push('\n');
+                if w.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+                next = rx.try_recv().ok();
+            }
+            if w.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            let _ = out.send(err(&Value::Null, -32700, "Parse error"));
+            continue;
+        };
+        if msg.get("method").is_none() {
+            session.on_response(&msg);
+            continue;
+        }
+        let ctx = Ctx {
+            out: out.clone(),
+            session: session.clone(),
+            headers: None,
+        };
+        let out = out.clone();
+        tokio::spawn(async move {
+            if let Some(answer) = handle(msg, ctx).await {
+                let _ = out.send(answer);
+            }
+        });
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--http") {
+        Some(i) => {
+            let addr = args
+                .get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1:0".into());
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            rt.block_on(http::serve(&addr));
+        }
+        None => {
+            // One process per session: a single thread is plenty and cheapest.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(stdio());
+        }
+    }
+}
