@@ -50,7 +50,7 @@ async fn nothing_survives_abuse_and_shutdown() {
     let mut crasher = clients.pop().expect("client");
     let _ = crasher.call("crash", json!({})).await;
     // A client dropped in the middle of a request.
-    let mut dropper = clients.pop().expect("client");
+    let dropper = clients.pop().expect("client");
     let req = dropper.post(&json!({"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":60000}}}));
     let inflight = tokio::spawn(async move { req.send().await });
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -284,14 +284,17 @@ pub fn parse(
             }
         };
         match typed::<ServiceConfig>(val, &path) {
-            Ok(cfg) => match (service_name, cfg.validate(&path, &mut problems)) {
-                (Some(name), Some((backend, limits))) => services.push(Service {
-                    name,
-                    backend,
-                    limits,
-                }),
-                _ => {}
-            },
+            Ok(cfg) => {
+                if let (Some(name), Some((backend, limits))) =
+                    (service_name, cfg.validate(&path, &mut problems))
+                {
+                    services.push(Service {
+                        name,
+                        backend,
+                        limits,
+                    });
+                }
+            }
             Err(p) => problems.push(p),
         }
     }
