@@ -18,12 +18,12 @@ pub mod code {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// Implementation-defined server errors (-32000..-32099).
+    /// Implementation-defined server errors (-32000..-32099). -32000 is also what
+    /// legacy servers answer to requests for an unsupported protocol version.
     pub const BACKEND_UNAVAILABLE: i64 = -32000;
+    pub const SERVER_ERROR: i64 = -32000;
     pub const REQUEST_TIMEOUT: i64 = -32001;
     pub const SESSION_LIMIT: i64 = -32002;
-    /// MCP 2026-07-28 `UnsupportedProtocolVersionError`.
-    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
 }
 
 /// A request id in canonical form, usable as a map key.

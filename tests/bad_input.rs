@@ -236,7 +236,16 @@ async fn sessionless_2026_requests_learn_the_supported_versions() {
     assert_eq!(r.status(), 400);
     let b = body_of(r).await;
     assert_eq!(b["id"], 1);
-    assert_eq!(b["error"]["code"], -32004);
+    assert_eq!(
+        b["error"]["code"], -32000,
+        "a legacy server's answer, so clients fall back"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Unsupported protocol version")),
+        "{b}"
+    );
     assert_eq!(b["error"]["data"]["requested"], "2026-07-28");
     let supported = b["error"]["data"]["supported"].as_array().expect("list");
     assert!(supported.contains(&json!("2025-11-25")), "{b}");

@@ -2,15 +2,13 @@
 //! the session and its one stream, whose first event names the endpoint the client
 //! POSTs its messages to. The session lives as long as that stream.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::response::sse::Event;
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use serde::Deserialize;
 
 use super::reply;
@@ -43,17 +41,18 @@ pub async fn connect(State(gw): State<Arc<Gateway>>, Path(service): Path<String>
     );
     // The session ends when the client goes away: there is no way back to it.
     let guard = CloseOnDrop(Some(session));
-    let head = stream::iter([Ok::<_, Infallible>(
-        Event::default().event("endpoint").data(endpoint),
-    )]);
+    let head = vec![reply::sse_event(
+        None,
+        Some("endpoint"),
+        None,
+        endpoint.as_bytes(),
+    )];
     let tail = stream::unfold((receiver.rx, guard), |(mut rx, guard)| async move {
         let item = rx.recv().await?;
-        let ev = Event::default()
-            .event("message")
-            .data(String::from_utf8_lossy(&item.data));
-        Some((Ok(ev), (rx, guard)))
+        let ev = reply::sse_event(None, Some("message"), None, &item.data);
+        Some((ev, (rx, guard)))
     });
-    reply::sse(head.chain(tail))
+    reply::sse(head, tail)
 }
 
 struct CloseOnDrop(Option<Arc<Session>>);

@@ -5,14 +5,12 @@
 //! (progress, logging, a sampling request): cheap for the common case, complete
 //! for the rest.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::response::sse::Event;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 
@@ -22,6 +20,8 @@ use crate::jsonrpc::{self, Incoming, code};
 use crate::session::{OpenError, Outgoing, Session, StreamReceiver, SubmitError};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
+/// How long a client should wait before resuming a stream it lost.
+const PRIMING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
@@ -256,23 +256,20 @@ fn sse_answer(receiver: StreamReceiver, buffered: Vec<Outgoing>) -> Response {
     let done = buffered.iter().any(|i| i.last);
     let priming = receiver
         .priming_id
-        .map(|id| Ok::<_, Infallible>(Event::default().id(id).data("")));
-    let head = stream::iter(
-        priming
-            .into_iter()
-            .chain(buffered.iter().map(|o| Ok(reply::event(o))))
-            .collect::<Vec<_>>(),
-    );
-    let rx = receiver.rx;
-    let tail = stream::unfold((rx, done), |(mut rx, done)| async move {
+        .map(|id| reply::sse_event(Some(&id), None, Some(PRIMING_RETRY), b""));
+    let head: Vec<Bytes> = priming
+        .into_iter()
+        .chain(buffered.iter().map(reply::event))
+        .collect();
+    let tail = stream::unfold((receiver.rx, done), |(mut rx, done)| async move {
         if done {
             return None;
         }
         let item = rx.recv().await?;
         let last = item.last;
-        Some((Ok::<_, Infallible>(reply::event(&item)), (rx, last)))
+        Some((reply::event(&item), (rx, last)))
     });
-    reply::sse(futures_util::StreamExt::chain(head, tail))
+    reply::sse(head, tail)
 }
 
 /// GET: the stream for server-initiated messages, or the resumption of any
@@ -377,14 +374,20 @@ fn stateless_version(headers: &HeaderMap, incoming: &Incoming) -> Option<String>
     from_meta.or(from_header)
 }
 
+/// The answer to a sessionless request for a version we do not speak (MCP
+/// 2026-07-28 today). It is the answer a legacy server gives (HTTP 400, -32000,
+/// "Unsupported protocol version ... (supported versions: ...)") with the list also
+/// in `data`. Deliberately not 2026-07-28's own `UnsupportedProtocolVersionError`
+/// (-32022): that code tells a dual-era client the server is modern, and clients
+/// such as rmcp's auto mode then stop instead of falling back to `initialize`.
 fn unsupported_version(id: Option<&jsonrpc::RequestId>, requested: &str) -> Response {
     let message = format!(
-        "Unsupported protocol version {requested:?}: this gateway supports {} (initialize a session with one of them)",
+        "Bad Request: Unsupported protocol version: {requested} (supported versions: {}); initialize a session with one of them",
         SUPPORTED_VERSIONS.join(", ")
     );
     let body = jsonrpc::error_response(
         id,
-        code::UNSUPPORTED_PROTOCOL_VERSION,
+        code::SERVER_ERROR,
         &message,
         Some(serde_json::json!({
             "supported": SUPPORTED_VERSIONS,

@@ -58,7 +58,44 @@ fn json_response(v: &Value) -> Response {
         .into_response()
 }
 
+/// DNS-rebinding protection, as any localhost MCP server must have: the Host
+/// and Origin headers must name this machine.
+fn foreign(headers: &HeaderMap) -> Option<Response> {
+    let local = |h: &str| {
+        let host = h
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(h, |(h, _)| h);
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    };
+    let host_ok = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(local);
+    let origin_ok = headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|o| {
+            o.split_once("://")
+                .is_some_and(|(_, rest)| local(rest.trim_end_matches('/')))
+        });
+    (!host_ok || !origin_ok).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            json_response(&err(
+                &Value::Null,
+                -32000,
+                "Forbidden: Host/Origin is not localhost",
+            )),
+        )
+            .into_response()
+    })
+}
+
 async fn on_post(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = foreign(&headers) {
+        return r;
+    }
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -118,6 +155,8 @@ async fn on_post(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         return StatusCode::ACCEPTED.into_response();
     }
     let streamed = method.as_deref() == Some("tools/call");
+    let reconnection =
+        msg.pointer("/params/name").and_then(Value::as_str) == Some("test_reconnection");
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
     let seen: serde_json::Map<String, Value> = headers
         .iter()
@@ -140,6 +179,9 @@ async fn on_post(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             resp.headers_mut().insert("mcp-session-id", v);
         }
         return resp;
+    }
+    if reconnection {
+        return close_early(sid, msg, ctx).await;
     }
     tokio::spawn(async move {
         if let Some(answer) = handle(msg, ctx).await {
@@ -172,10 +214,78 @@ fn events(
     })
 }
 
+/// SEP-1699 polling: send a priming event (id + retry), close the stream at
+/// once, and keep the answer for the client's `GET` with `Last-Event-ID`.
+async fn close_early(sid: String, msg: Value, ctx: Ctx) -> Response {
+    let event_id = format!("rc-{:x}", rand::random::<u64>());
+    let session = ctx.session.clone();
+    let key = event_id.clone();
+    tokio::spawn(async move {
+        if let Some(answer) = handle(msg, ctx).await {
+            if let Ok(mut r) = session.replay.lock() {
+                r.insert(key, answer);
+            }
+            session.replayed.notify_waiters();
+        }
+    });
+    // Written by hand: the event must carry an empty `data:` line to be an event.
+    let priming = format!("id: {event_id}\nretry: 200\ndata: \n\n");
+    let mut resp = (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        priming,
+    )
+        .into_response();
+    if let Ok(v) = sid.parse() {
+        resp.headers_mut().insert("mcp-session-id", v);
+    }
+    resp
+}
+
 async fn on_get(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(r) = foreign(&headers) {
+        return r;
+    }
     let Some(sid) = session_id(&headers) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if let Some(last) = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    {
+        let session = st
+            .map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&sid).map(|e| e.session.clone()));
+        let Some(session) = session else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        if last.starts_with("rc-") {
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let notified = session.replayed.notified();
+                    if let Some(a) = session.replay.lock().ok().and_then(|mut r| r.remove(&last)) {
+                        return a;
+                    }
+                    notified.await;
+                }
+            })
+            .await;
+            return match answer {
+                Ok(a) => {
+                    let ev = Event::default()
+                        .id(format!("{last}-done"))
+                        .data(a.to_string());
+                    Sse::new(futures_util::stream::once(async move {
+                        Ok::<_, Infallible>(ev)
+                    }))
+                    .into_response()
+                }
+                Err(_) => StatusCode::NOT_FOUND.into_response(),
+            };
+        }
+    }
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
     {
         let Ok(mut m) = st.map.lock() else {

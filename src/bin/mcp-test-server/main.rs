@@ -26,6 +26,10 @@ pub struct Session {
     next_id: AtomicU64,
     pub log_level: Mutex<Option<String>>,
     pub subscriptions: Mutex<Vec<String>>,
+    /// HTTP mode: answers kept for streams the server closed early (SEP-1699),
+    /// by the event id the client will resume from.
+    pub replay: Mutex<HashMap<String, Value>>,
+    pub replayed: tokio::sync::Notify,
 }
 
 impl Session {
