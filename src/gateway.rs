@@ -13,12 +13,15 @@ use crate::backend::process;
 use crate::config::{ServiceName, Settings};
 use crate::service::Service;
 use crate::session::Registry;
+use crate::transport::OriginPolicy;
 
 pub struct Gateway {
     pub settings: Settings,
     pub services: HashMap<ServiceName, Arc<Service>>,
     pub sessions: Arc<Registry>,
     pub shutdown: CancellationToken,
+    /// Which browser origins and hosts may call the MCP endpoints.
+    pub origins: OriginPolicy,
 }
 
 impl Gateway {
@@ -31,6 +34,7 @@ impl Gateway {
             );
         }
         Ok(Arc::new(Gateway {
+            origins: OriginPolicy::new(&settings),
             settings,
             services,
             sessions: Arc::new(Registry::default()),

@@ -28,7 +28,7 @@ fn check_config_lists_every_problem_with_its_path() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("proxy: unknown field `adr`"), "{err}");
+    assert!(err.contains("proxy.adr: unknown field `adr`"), "{err}");
     assert!(
         err.contains(
             "mcpServers.a.env.K: environment variable MCPGATE_TEST_SURELY_UNSET is not set"

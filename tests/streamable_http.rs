@@ -295,37 +295,42 @@ async fn resumes_a_lost_stream_with_last_event_id() {
     assert_eq!(msgs.last().expect("answer")["id"], 42);
 }
 
-/// Messages the server sends outside any request go to the GET stream.
+/// Messages the server sends outside any request reach the client's GET stream,
+/// from a stdio server and from an HTTP server's own GET stream.
 #[tokio::test]
 async fn get_stream_carries_server_initiated_messages() {
     let (gw, _backend) = setup().await;
-    let mut c = Mcp::new(format!("{}/local/mcp", gw.url));
-    c.initialize().await;
-    let resp = c
-        .http
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", c.session.clone().expect("sid"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status(), 200);
-    let mut events = resp.bytes_stream().eventsource();
-    // stdio gives no hint which request a notification belongs to; with a GET
-    // stream open it goes there.
-    assert_eq!(text_of(&c.call("list_changed", json!({})).await), "sent");
-    let ev = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let ev = events.next().await.expect("event").expect("ok");
-            if !ev.data.trim().is_empty() {
-                return ev;
+    for svc in ["local", "remote"] {
+        let mut c = Mcp::new(format!("{}/{svc}/mcp", gw.url));
+        c.initialize().await;
+        let resp = c
+            .http
+            .get(&c.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", c.session.clone().expect("sid"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200);
+        let mut events = resp.bytes_stream().eventsource();
+        // The server answers first and notifies 100 ms later, outside the request.
+        assert_eq!(
+            text_of(&c.call("list_changed_later", json!({})).await),
+            "will send"
+        );
+        let ev = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let ev = events.next().await.expect("event").expect("ok");
+                if !ev.data.trim().is_empty() {
+                    return ev;
+                }
             }
-        }
-    })
-    .await
-    .expect("a message on the GET stream");
-    let msg: Value = serde_json::from_str(&ev.data).expect("json");
-    assert_eq!(msg["method"], "notifications/tools/list_changed");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{svc}: a message on the GET stream"));
+        let msg: Value = serde_json::from_str(&ev.data).expect("json");
+        assert_eq!(msg["method"], "notifications/tools/list_changed", "{svc}");
+    }
 }
 
 #[tokio::test]

@@ -82,6 +82,13 @@ impl Backend {
         }
     }
 
+    /// The client now has a stream for server-initiated messages.
+    pub fn client_listens(&self) {
+        if let Backend::StreamableHttp(b) = self {
+            b.client_listens();
+        }
+    }
+
     /// End the backend: stop the process group, or end the remote session.
     pub async fn close(&self) {
         match self {

@@ -70,15 +70,17 @@ impl HttpBackend {
                 // A request's answer may take minutes: never hold up the caller.
                 tokio::spawn(async move { inner.post_request(msg).await });
             }
-            Kind::Notification { method } => {
-                let start_get = &**method == "notifications/initialized";
-                inner.post_other(msg).await;
-                if start_get && !inner.get_started.swap(true, Ordering::AcqRel) {
-                    let inner = self.inner.clone();
-                    tokio::spawn(async move { inner.relay_get_stream().await });
-                }
-            }
-            Kind::Response { .. } => inner.post_other(msg).await,
+            Kind::Notification { .. } | Kind::Response { .. } => inner.post_other(msg).await,
+        }
+    }
+
+    /// The client opened its GET stream: open ours to the server and relay it.
+    /// Only then, as the client would have: an idle session without one costs no
+    /// connection to the server.
+    pub fn client_listens(&self) {
+        if !self.inner.get_started.swap(true, Ordering::AcqRel) {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { inner.relay_get_stream().await });
         }
     }
 

@@ -232,6 +232,10 @@ pub fn parse(
     })?;
     let mut problems = Vec::new();
     env::resolve(&mut value, "", lookup_env, &mut problems);
+    // A reference that could not be resolved is reported once, not again as a
+    // type error of the place it stands in.
+    let unresolved: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    let env_problems = problems.len();
 
     let serde_json::Value::Object(top) = value else {
         problems.push(Problem {
@@ -300,6 +304,17 @@ pub fn parse(
     }
 
     let settings = proxy.validate(services, &mut problems);
+    let mut index = 0;
+    problems.retain(|p| {
+        index += 1;
+        index <= env_problems
+            || !unresolved.iter().any(|u| {
+                p.path == *u
+                    || p.path
+                        .strip_prefix(u.as_str())
+                        .is_some_and(|rest| rest.starts_with(['.', '[']))
+            })
+    });
     match settings {
         Some(s) if problems.is_empty() => Ok(s),
         _ => Err(fail(problems)),

@@ -28,8 +28,10 @@ use crate::backend::{Backend, BackendError, Inbox, InboxRef};
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::service::Service;
 
-/// Events kept per session for `Last-Event-ID` resumption.
+/// Events kept per session for `Last-Event-ID` resumption: at most this many,
+/// and at most this many bytes.
 const EVENT_LOG_CAPACITY: usize = 512;
+const EVENT_LOG_BYTES: usize = 256 * 1024;
 /// Server messages kept while no stream can take them.
 const UNDELIVERED_CAPACITY: usize = 256;
 
@@ -88,6 +90,7 @@ struct State {
     get_stream: Option<u64>,
     next_stream: u64,
     log: VecDeque<Logged>,
+    log_bytes: usize,
     undelivered: VecDeque<Bytes>,
     version: Option<String>,
 }
@@ -322,15 +325,24 @@ impl Session {
             emit(&mut st, stream, data, false, false);
         }
         let priming_id = self.priming_id(&st, stream);
+        drop(st);
+        if let Some(b) = self.backend.get() {
+            b.client_listens();
+        }
         Ok(StreamReceiver { rx, priming_id })
     }
 
     /// The one stream of a legacy SSE session (opened with `legacy = true`).
     pub fn open_legacy_stream(&self) -> StreamReceiver {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut st = self.state();
-        let stream = new_slot(&mut st, SlotKind::Legacy, Some(tx));
-        st.get_stream = Some(stream);
+        {
+            let mut st = self.state();
+            let stream = new_slot(&mut st, SlotKind::Legacy, Some(tx));
+            st.get_stream = Some(stream);
+        }
+        if let Some(b) = self.backend.get() {
+            b.client_listens();
+        }
         StreamReceiver {
             rx,
             priming_id: None,
@@ -572,6 +584,8 @@ fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: 
         slot.open = slot.open.saturating_sub(1);
     }
     let last = slot.kind == SlotKind::Post && slot.open == 0;
+    // The legacy transport has no resumption: nothing to keep.
+    let keep = slot.kind != SlotKind::Legacy;
     let event_id: Arc<str> = format!("{stream}.{seq}").into();
     if let Some(sink) = &slot.sink
         && sink
@@ -588,15 +602,26 @@ fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: 
     if last {
         st.streams.remove(&stream);
     }
-    if st.log.len() >= EVENT_LOG_CAPACITY {
-        st.log.pop_front();
+    if !keep {
+        return;
     }
+    // A compact copy: `data` may be a slice of a much larger read buffer, which
+    // the log must not keep alive.
+    let data = Bytes::copy_from_slice(&data);
+    st.log_bytes += data.len();
     st.log.push_back(Logged {
         stream,
         seq,
         data,
         is_response,
     });
+    while st.log.len() > EVENT_LOG_CAPACITY || (st.log_bytes > EVENT_LOG_BYTES && st.log.len() > 1)
+    {
+        match st.log.pop_front() {
+            Some(old) => st.log_bytes -= old.data.len(),
+            None => break,
+        }
+    }
 }
 
 /// The client gave up on a request: stop waiting for it.

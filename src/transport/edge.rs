@@ -70,7 +70,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 pub async fn check(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let policy = OriginPolicy::new(&gw.settings);
+    let policy = &gw.origins;
     let host = req
         .headers()
         .get(header::HOST)

@@ -66,11 +66,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 fn cors(gw: &Arc<Gateway>) -> CorsLayer {
-    let policy = OriginPolicy::new(&gw.settings);
+    let gw_for_cors = gw.clone();
     let header = |s: &'static str| HeaderName::from_static(s);
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|o| policy.allows(o))
+            origin.to_str().is_ok_and(|o| gw_for_cors.origins.allows(o))
         }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([

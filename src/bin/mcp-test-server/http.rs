@@ -154,7 +154,28 @@ async fn on_post(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     if msg.get("id").is_none() {
         return StatusCode::ACCEPTED.into_response();
     }
-    let streamed = method.as_deref() == Some("tools/call");
+    // Tools that talk to the client while running answer on an SSE stream; the
+    // rest answer with plain JSON, as most servers do.
+    const INTERACTIVE: [&str; 12] = [
+        "progress",
+        "sample",
+        "elicit",
+        "roots",
+        "log",
+        "list_changed",
+        "test_tool_with_logging",
+        "test_tool_with_progress",
+        "test_sampling",
+        "test_elicitation",
+        "test_elicitation_sep1034_defaults",
+        "test_elicitation_sep1330_enums",
+    ];
+    let tool = msg
+        .pointer("/params/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let streamed = method.as_deref() == Some("tools/call")
+        && (INTERACTIVE.contains(&tool) || tool == "test_reconnection");
     let reconnection =
         msg.pointer("/params/name").and_then(Value::as_str) == Some("test_reconnection");
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
@@ -294,7 +315,10 @@ async fn on_get(State(st): State<Shared>, headers: HeaderMap) -> Response {
         let Some(entry) = m.get_mut(&sid) else {
             return StatusCode::NOT_FOUND.into_response();
         };
-        entry.get_tx = Some(tx);
+        entry.get_tx = Some(tx.clone());
+        if let Ok(mut l) = entry.session.listener.lock() {
+            *l = Some(tx);
+        }
     }
     Sse::new(events(rx, false))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -30,6 +30,9 @@ pub struct Session {
     /// by the event id the client will resume from.
     pub replay: Mutex<HashMap<String, Value>>,
     pub replayed: tokio::sync::Notify,
+    /// Where messages that belong to no request go: stdout in stdio mode, the
+    /// GET stream (when open) in HTTP mode.
+    pub listener: Mutex<Option<mpsc::UnboundedSender<Value>>>,
 }
 
 impl Session {
@@ -163,11 +166,43 @@ pub async fn handle(msg: Value, ctx: Ctx) -> Option<Value> {
     })
 }
 
+/// stdin as an epoll-driven pipe when it is one (as under a gateway): tokio's
+/// generic stdin goes through a blocking thread for every read, which costs more
+/// than everything else this server does.
+fn stdin_reader() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdin()),
+    }
+}
+
+fn stdout_writer() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdout()),
+    }
+}
+
 async fn stdio() {
     let session = Arc::new(Session::default());
     let (out, mut rx) = mpsc::unbounded_channel::<Value>();
+    if let Ok(mut l) = session.listener.lock() {
+        *l = Some(out.clone());
+    }
     let writer = tokio::spawn(async move {
-        let mut w = BufWriter::new(tokio::io::stdout());
+        let mut w = BufWriter::new(stdout_writer());
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(v) = next {
@@ -183,7 +218,7 @@ async fn stdio() {
             }
         }
     });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = BufReader::new(stdin_reader()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             let _ = out.send(err(&Value::Null, -32700, "Parse error"));

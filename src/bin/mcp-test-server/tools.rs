@@ -242,6 +242,19 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
             json!({"arguments": params.get("arguments"), "_meta": params.get("_meta")}).to_string(),
         )),
         "headers" => Ok(text(ctx.headers.clone().unwrap_or(json!({})).to_string())),
+        "list_changed_later" => {
+            let session = ctx.session.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let listener = session.listener.lock().ok().and_then(|l| l.clone());
+                if let Some(out) = listener {
+                    let _ = out.send(
+                        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+                    );
+                }
+            });
+            Ok(text("will send"))
+        }
         "list_changed" => {
             ctx.notify("notifications/tools/list_changed", json!({}));
             Ok(text("sent"))

@@ -1,0 +1,232 @@
+//! mcp-load: a load generator for MCP servers over streamable HTTP.
+//!
+//! `mcp-load --url URL [--sessions 16] [--seconds 10] [--warmup 2] [--tool echo]`
+//! opens the sessions, then every session calls the tool in a loop; prints one
+//! JSON line with rps and latency percentiles.
+//!
+//! `mcp-load --url URL --open 1000` opens that many sessions, prints `ready`, and
+//! keeps them open (idle) until stdin closes: for memory measurements.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Args {
+    url: String,
+    sessions: usize,
+    seconds: u64,
+    warmup: u64,
+    tool: String,
+    open: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        url: String::new(),
+        sessions: 16,
+        seconds: 10,
+        warmup: 2,
+        tool: "echo".into(),
+        open: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = val()?,
+            "--sessions" => a.sessions = val()?.parse().map_err(|e| format!("--sessions: {e}"))?,
+            "--seconds" => a.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--warmup" => a.warmup = val()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--tool" => a.tool = val()?,
+            "--open" => a.open = Some(val()?.parse().map_err(|e| format!("--open: {e}"))?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    Ok(a)
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    body: &Value,
+) -> Result<(Option<String>, Value), String> {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = sid {
+        req = req
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let new_sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    if text.is_empty() {
+        return Ok((new_sid, Value::Null));
+    }
+    let body = if sse {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .rfind(|d| !d.trim().is_empty())
+            .unwrap_or("null")
+            .to_string()
+    } else {
+        text
+    };
+    let v = serde_json::from_str(&body).map_err(|e| format!("bad JSON: {e}"))?;
+    Ok((new_sid, v))
+}
+
+async fn open_session(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcp-load", "version": "0"}}});
+    let (sid, _) = post(client, url, None, &init).await?;
+    let sid = sid.ok_or("no Mcp-Session-Id in the initialize answer")?;
+    post(
+        client,
+        url,
+        Some(&sid),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await?;
+    Ok(sid)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+/// This process's user+system CPU time so far (from /proc, in clock ticks of 10 ms).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat are utime and stime; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mcp-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .expect("http client");
+
+    if let Some(n) = args.open {
+        let mut opened = Vec::with_capacity(n);
+        for _ in 0..n {
+            match open_session(&client, &args.url).await {
+                Ok(s) => opened.push(s),
+                Err(e) => {
+                    eprintln!("mcp-load: opening a session failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        println!("ready {}", opened.len());
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
+
+    let mut sids = Vec::new();
+    for _ in 0..args.sessions {
+        match open_session(&client, &args.url).await {
+            Ok(s) => sids.push(s),
+            Err(e) => {
+                eprintln!("mcp-load: opening a session failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for sid in sids {
+        let (client, url, tool) = (client.clone(), args.url.clone(), args.tool.clone());
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut id = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": tool, "arguments": {"text": "hello"}}});
+                let t = Instant::now();
+                let r = post(&client, &url, Some(&sid), &body).await;
+                let us = t.elapsed().as_micros() as u64;
+                let ok = matches!(&r, Ok((_, v)) if v.get("result").is_some());
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        lat.push(us);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in workers {
+        if let Ok(l) = w.await {
+            all.extend(l);
+        }
+    }
+    all.sort_unstable();
+    let cpu_s = own_cpu_seconds();
+    println!(
+        "{}",
+        json!({
+            "sessions": args.sessions,
+            "seconds": elapsed,
+            "requests": all.len(),
+            "errors": errors.load(Ordering::Relaxed),
+            "rps": all.len() as f64 / elapsed,
+            "p50_ms": percentile(&all, 0.50),
+            "p99_ms": percentile(&all, 0.99),
+            "loadgen_cpu_s": cpu_s,
+        })
+    );
+}
