@@ -2,11 +2,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-// Many small, short-lived allocations per request (bodies, envelopes, events):
-// mimalloc handles them faster than glibc and returns memory more readily.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mcpgate::config;
 use mcpgate::gateway::{self, Gateway};
 use mcpgate::telemetry::{self, LogFormat};
