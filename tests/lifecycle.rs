@@ -118,12 +118,7 @@ async fn a_crashing_backend_fails_pending_requests_at_once_and_ends_the_session(
         "{msg}"
     );
     // The session is gone.
-    let r = c
-        .post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 404);
+    assert_eq!(c.ping_status().await, 404);
     wait_until(
         "the crashed process to be reaped",
         Duration::from_secs(5),
@@ -163,12 +158,7 @@ async fn idle_sessions_end_with_their_process() {
         || process_gone(pid),
     )
     .await;
-    let r = c
-        .post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 404);
+    assert_eq!(c.ping_status().await, 404);
 }
 
 #[tokio::test]
@@ -215,5 +205,28 @@ async fn a_backend_that_cannot_start_is_reported() {
     assert!(
         msg.contains("\"broken\"") && msg.contains("/nonexistent/mcp-server"),
         "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn stdio_servers_get_only_path_home_and_their_configured_environment() {
+    let gw = gateway_with_env(
+        json!({"mcpServers": {"svc": {"command": TEST_SERVER, "env": {"GIVEN": "yes"}}}}),
+        &[("MCPGATE_PRIVATE", "gateway-only")],
+    )
+    .await;
+    let mut c = Mcp::new(format!("{}/svc/mcp", gw.url));
+    c.initialize().await;
+    assert_eq!(
+        text_of(&c.call("env", json!({"name": "GIVEN"})).await),
+        "yes"
+    );
+    assert_eq!(
+        text_of(&c.call("env", json!({"name": "MCPGATE_PRIVATE"})).await),
+        "<unset>"
+    );
+    assert_ne!(
+        text_of(&c.call("env", json!({"name": "PATH"})).await),
+        "<unset>"
     );
 }

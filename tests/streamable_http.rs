@@ -351,3 +351,69 @@ async fn configured_headers_reach_http_backends_but_client_credentials_do_not() 
     assert!(headers.get("authorization").is_none(), "{headers}");
     assert!(headers.get("cookie").is_none(), "{headers}");
 }
+
+#[tokio::test]
+async fn backend_sessions_end_with_client_sessions() {
+    let (gw, backend) = setup().await;
+    let stats = backend.url.replace("/mcp", "/stats");
+    let open = || async {
+        let v: Value = http()
+            .get(&stats)
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["sessions"].as_u64().expect("count")
+    };
+    let before = open().await;
+    let mut c = Mcp::new(format!("{}/remote/mcp", gw.url));
+    c.initialize().await;
+    assert_eq!(open().await, before + 1);
+    assert_eq!(c.delete().await, 200);
+    // The gateway sent DELETE to the backend.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open().await != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend session still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that cancels a request stops waiting for it; the gateway answers
+/// the POST at once instead of holding it until the request timeout.
+#[tokio::test]
+async fn cancelled_requests_release_their_stream() {
+    let (gw, _backend) = setup().await;
+    for svc in ["local", "remote"] {
+        let mut c = Mcp::new(format!("{}/{svc}/mcp", gw.url));
+        c.initialize().await;
+        let slow = c.post(&json!({"jsonrpc":"2.0","id":"slow","method":"tools/call",
+            "params":{"name":"sleep","arguments":{"ms":600000}}}));
+        let pending = tokio::spawn(async move { slow.send().await.expect("sent") });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = c
+            .post(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow","reason":"user"}}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 202);
+        let resp = tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .unwrap_or_else(|_| panic!("{svc}: the cancelled POST was answered"))
+            .expect("joined");
+        assert!(resp.status().is_success(), "{svc}: {}", resp.status());
+        assert!(
+            messages(resp).await.is_empty(),
+            "{svc}: no answer for a cancelled request"
+        );
+        // The id is free again and the session works.
+        assert_eq!(
+            text_of(&c.call("echo", json!({"text": "after"})).await),
+            "after"
+        );
+    }
+}

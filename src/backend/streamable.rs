@@ -29,6 +29,30 @@ pub struct HttpBackend {
     inner: Arc<Inner>,
 }
 
+/// Where to resume an SSE stream from, and how long to wait first.
+struct Cursor {
+    last_event_id: Option<String>,
+    retry: Duration,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor {
+            last_event_id: None,
+            retry: Duration::from_millis(500),
+        }
+    }
+}
+
+enum StreamEnd {
+    /// The server ended the stream (resume it if possible).
+    Ended,
+    /// The handler had what it wanted.
+    Stopped,
+    /// The session is closing.
+    Cancelled,
+}
+
 struct Inner {
     service: ServiceName,
     client: reqwest::Client,
@@ -240,48 +264,28 @@ impl Inner {
     /// Read an SSE answer to one request; resume with `Last-Event-ID` if the
     /// server closes the stream before the answer (2025-11-25 polling).
     async fn read_response_stream(&self, resp: reqwest::Response, id: RequestId) {
-        let mut last_event_id: Option<String> = None;
-        let mut retry = Duration::from_millis(500);
+        let mut cursor = Cursor::default();
         let mut resp = resp;
         for _attempt in 0..100 {
-            let mut events = resp.bytes_stream().eventsource();
-            loop {
-                let next = tokio::select! {
-                    e = events.next() => e,
-                    () = self.cancel.cancelled() => return,
-                };
-                let Some(Ok(ev)) = next else { break };
-                if !ev.id.is_empty() {
-                    last_event_id = Some(ev.id.clone());
-                }
-                if let Some(r) = ev.retry {
-                    retry = r;
-                }
-                if ev.data.trim().is_empty() {
-                    continue;
-                }
-                match Message::parse(Bytes::from(ev.data)) {
-                    Ok(m) => {
-                        let answered =
-                            matches!(&m.kind, Kind::Response { id: Some(r) } if *r == id);
-                        if answered {
-                            self.note_version(&m);
-                        }
-                        self.deliver(m, Some(id.clone()));
-                        if answered {
-                            return;
-                        }
+            let outcome = self
+                .read_events(resp, &mut cursor, |m| {
+                    let answered = matches!(&m.kind, Kind::Response { id: Some(r) } if *r == id);
+                    if answered {
+                        self.note_version(&m);
                     }
-                    Err(e) => {
-                        tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message())
-                    }
-                }
+                    self.deliver(m, Some(id.clone()));
+                    answered
+                })
+                .await;
+            match outcome {
+                StreamEnd::Stopped | StreamEnd::Cancelled => return,
+                StreamEnd::Ended => {}
             }
-            let Some(resume_from) = last_event_id.clone() else {
+            let Some(resume_from) = cursor.last_event_id.clone() else {
                 break;
             };
             tokio::select! {
-                () = tokio::time::sleep(retry) => {},
+                () = tokio::time::sleep(cursor.retry) => {},
                 () = self.cancel.cancelled() => return,
             }
             match self
@@ -302,6 +306,45 @@ impl Inner {
                 self.service.as_str()
             ),
         );
+    }
+
+    /// Hand every message of an SSE body to `on_message` (which returns true to
+    /// stop), keeping track of the event id and retry delay for resumption.
+    async fn read_events(
+        &self,
+        resp: reqwest::Response,
+        cursor: &mut Cursor,
+        mut on_message: impl FnMut(Message) -> bool,
+    ) -> StreamEnd {
+        let mut events = resp.bytes_stream().eventsource();
+        loop {
+            let next = tokio::select! {
+                e = events.next() => e,
+                () = self.cancel.cancelled() => return StreamEnd::Cancelled,
+            };
+            let Some(Ok(ev)) = next else {
+                return StreamEnd::Ended;
+            };
+            if !ev.id.is_empty() {
+                cursor.last_event_id = Some(ev.id.clone());
+            }
+            if let Some(r) = ev.retry {
+                cursor.retry = r;
+            }
+            if ev.data.trim().is_empty() {
+                continue;
+            }
+            match Message::parse(Bytes::from(ev.data)) {
+                Ok(m) => {
+                    if on_message(m) {
+                        return StreamEnd::Stopped;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message())
+                }
+            }
+        }
     }
 
     /// Remember the negotiated version: later requests must carry it as a header.
@@ -357,13 +400,13 @@ impl Inner {
     /// Relay the server's GET stream (server-initiated messages), reconnecting
     /// with `Last-Event-ID` until the session ends. 405 means the server has none.
     async fn relay_get_stream(self: Arc<Self>) {
-        let mut last_event_id: Option<String> = None;
+        let mut cursor = Cursor::default();
         let mut backoff = Duration::from_millis(500);
         while !self.cancel.is_cancelled() {
             let mut req = self
                 .request(reqwest::Method::GET)
                 .header(ACCEPT, "text/event-stream");
-            if let Some(id) = &last_event_id {
+            if let Some(id) = &cursor.last_event_id {
                 req = req.header("last-event-id", id.clone());
             }
             let resp = tokio::select! {
@@ -382,30 +425,17 @@ impl Inner {
                     return;
                 }
                 Ok(r) if r.status().is_success() => {
-                    backoff = Duration::from_millis(500);
-                    let mut events = r.bytes_stream().eventsource();
-                    loop {
-                        let next = tokio::select! {
-                            e = events.next() => e,
-                            () = self.cancel.cancelled() => return,
-                        };
-                        let Some(Ok(ev)) = next else { break };
-                        if !ev.id.is_empty() {
-                            last_event_id = Some(ev.id.clone());
-                        }
-                        if let Some(r) = ev.retry {
-                            backoff = r;
-                        }
-                        if ev.data.trim().is_empty() {
-                            continue;
-                        }
-                        match Message::parse(Bytes::from(ev.data)) {
-                            Ok(m) => self.deliver(m, None),
-                            Err(e) => {
-                                tracing::warn!(service = %self.service, "ignored an SSE event that is not JSON-RPC: {}", e.message())
-                            }
-                        }
+                    cursor.retry = Duration::from_millis(500);
+                    let end = self
+                        .read_events(r, &mut cursor, |m| {
+                            self.deliver(m, None);
+                            false
+                        })
+                        .await;
+                    if matches!(end, StreamEnd::Cancelled) {
+                        return;
                     }
+                    backoff = cursor.retry;
                 }
                 Ok(r) => {
                     tracing::debug!(service = %self.service, status = r.status().as_u16(), "GET stream refused");

@@ -12,9 +12,9 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::reply;
-use super::streamable::{is_json, read_body};
+use super::streamable::read_jsonrpc;
 use crate::gateway::Gateway;
-use crate::jsonrpc::{self, code};
+use crate::jsonrpc::code;
 use crate::session::{OpenError, Session, SubmitError};
 
 pub async fn connect(State(gw): State<Arc<Gateway>>, Path(service): Path<String>) -> Response {
@@ -94,20 +94,9 @@ pub async fn message(
     let Some(session) = gw.sessions.get(&sid, &svc.name).filter(|s| s.legacy) else {
         return reply::unknown_session();
     };
-    if !is_json(&headers) {
-        return reply::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code::INVALID_REQUEST,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
-    }
-    let bytes = match read_body(body, gw.settings.max_body_bytes).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let incoming = match jsonrpc::parse_body(&bytes) {
+    let incoming = match read_jsonrpc(&headers, body, gw.settings.max_body_bytes).await {
         Ok(i) => i,
-        Err(e) => return reply::error(StatusCode::BAD_REQUEST, e.code(), e.message()),
+        Err(resp) => return resp,
     };
     match session.submit(incoming.messages).await {
         Ok(_) => Response::builder()

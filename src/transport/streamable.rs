@@ -17,6 +17,7 @@ use futures_util::stream;
 use super::{SUPPORTED_VERSIONS, reply};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, Incoming, code};
+use crate::service::Service;
 use crate::session::{OpenError, Outgoing, Session, StreamReceiver, SubmitError};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -32,13 +33,6 @@ pub async fn post(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
-    if !is_json(&headers) {
-        return reply::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code::INVALID_REQUEST,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
-    }
     if !accepts(&headers, &["application/json", "text/event-stream"]) {
         return reply::error(
             StatusCode::NOT_ACCEPTABLE,
@@ -46,28 +40,18 @@ pub async fn post(
             "Not Acceptable: the Accept header must list both application/json and text/event-stream",
         );
     }
-    let bytes = match read_body(body, gw.settings.max_body_bytes).await {
-        Ok(b) => b,
+    let incoming = match read_jsonrpc(&headers, body, gw.settings.max_body_bytes).await {
+        Ok(i) => i,
         Err(resp) => return resp,
     };
-    let incoming = match jsonrpc::parse_body(&bytes) {
-        Ok(i) => i,
-        Err(e) => return reply::error(StatusCode::BAD_REQUEST, e.code(), e.message()),
-    };
-
-    let Some(sid) = headers.get(reply::SESSION_HEADER) else {
+    if !headers.contains_key(reply::SESSION_HEADER) {
         return without_session(gw, svc, &headers, incoming).await;
-    };
-    let Some(session) = sid
-        .to_str()
-        .ok()
-        .and_then(|s| gw.sessions.get(s, &svc.name))
-    else {
-        return reply::unknown_session();
-    };
-    if session.legacy {
-        return reply::unknown_session();
     }
+    let session = match session_of(&gw, &svc, &headers) {
+        Ok(s) if !s.legacy => s,
+        Ok(_) => return reply::unknown_session(),
+        Err(resp) => return resp,
+    };
     if let Err(resp) = check_version_header(&headers) {
         return resp;
     }
@@ -100,7 +84,7 @@ pub async fn post(
 /// A POST without `Mcp-Session-Id`: only `initialize` may open a session.
 async fn without_session(
     gw: Arc<Gateway>,
-    svc: Arc<crate::service::Service>,
+    svc: Arc<Service>,
     headers: &HeaderMap,
     incoming: Incoming,
 ) -> Response {
@@ -289,19 +273,9 @@ pub async fn get(
             "Not Acceptable: the Accept header must list text/event-stream",
         );
     }
-    let Some(sid) = headers.get(reply::SESSION_HEADER) else {
-        return reply::error(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        );
-    };
-    let Some(session) = sid
-        .to_str()
-        .ok()
-        .and_then(|s| gw.sessions.get(s, &svc.name))
-    else {
-        return reply::unknown_session();
+    let session = match session_of(&gw, &svc, &headers) {
+        Ok(s) => s,
+        Err(resp) => return resp,
     };
     if let Err(resp) = check_version_header(&headers) {
         return resp;
@@ -322,25 +296,31 @@ pub async fn delete(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
-    let Some(sid) = headers.get(reply::SESSION_HEADER) else {
-        return reply::error(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        );
-    };
-    let Some(session) = sid
-        .to_str()
-        .ok()
-        .and_then(|s| gw.sessions.get(s, &svc.name))
-    else {
-        return reply::unknown_session();
+    let session = match session_of(&gw, &svc, &headers) {
+        Ok(s) => s,
+        Err(resp) => return resp,
     };
     session.close("the client ended it").await;
     Response::builder()
         .status(StatusCode::OK)
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// The session named by `Mcp-Session-Id`: 400 without the header, 404 when it is
+/// unknown, closed, or another service's.
+fn session_of(gw: &Gateway, svc: &Service, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(sid) = headers.get(reply::SESSION_HEADER) else {
+        return Err(reply::error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ));
+    };
+    sid.to_str()
+        .ok()
+        .and_then(|s| gw.sessions.get(s, &svc.name))
+        .ok_or_else(reply::unknown_session)
 }
 
 fn check_version_header(headers: &HeaderMap) -> Result<(), Response> {
@@ -398,7 +378,7 @@ fn unsupported_version(id: Option<&jsonrpc::RequestId>, requested: &str) -> Resp
     reply::json(StatusCode::BAD_REQUEST, body)
 }
 
-pub(super) fn is_json(headers: &HeaderMap) -> bool {
+fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -424,8 +404,27 @@ fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
     })
 }
 
+/// A JSON-RPC body: 415 unless `application/json`, 413 beyond the limit, 400
+/// unless JSON-RPC. Shared by both client transports.
+pub(super) async fn read_jsonrpc(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Incoming, Response> {
+    if !is_json(headers) {
+        return Err(reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        ));
+    }
+    let bytes = read_body(body, limit).await?;
+    jsonrpc::parse_body(&bytes)
+        .map_err(|e| reply::error(StatusCode::BAD_REQUEST, e.code(), e.message()))
+}
+
 /// Read the body up to the limit: 413 beyond it, with a JSON-RPC error.
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     let too_large = || {
         reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -244,6 +244,15 @@ impl Mcp {
         msgs.last().cloned().expect("an answer")
     }
 
+    /// The HTTP status a `ping` on this session gets (404 once the session is gone).
+    pub async fn ping_status(&self) -> reqwest::StatusCode {
+        self.post(&json!({"jsonrpc": "2.0", "id": "ping", "method": "ping"}))
+            .send()
+            .await
+            .expect("ping sent")
+            .status()
+    }
+
     pub async fn delete(&self) -> reqwest::StatusCode {
         let mut req = self.http.delete(&self.url);
         if let Some(s) = &self.session {

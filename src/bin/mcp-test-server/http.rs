@@ -36,6 +36,7 @@ pub async fn serve(addr: &str) {
     let state: Shared = Arc::new(Sessions::default());
     let app = Router::new()
         .route("/mcp", post(on_post).get(on_get).delete(on_delete))
+        .route("/stats", axum::routing::get(on_stats))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let local = listener.local_addr().expect("local addr");
@@ -323,6 +324,12 @@ async fn on_get(State(st): State<Shared>, headers: HeaderMap) -> Response {
     Sse::new(events(rx, false))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// For tests: how many sessions are open here.
+async fn on_stats(State(st): State<Shared>) -> Response {
+    let n = st.map.lock().map(|m| m.len()).unwrap_or(0);
+    json_response(&serde_json::json!({"sessions": n}))
 }
 
 async fn on_delete(State(st): State<Shared>, headers: HeaderMap) -> Response {

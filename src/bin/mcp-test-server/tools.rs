@@ -82,6 +82,12 @@ pub fn list() -> Vec<Value> {
         ),
         tool("pid", "Returns the server's process id", json!({}), &[]),
         tool(
+            "stderr",
+            "Writes its text to the server's stderr",
+            json!({"text": {"type": "string"}}),
+            &["text"],
+        ),
+        tool(
             "spawn_child",
             "Starts a long-lived grandchild process and returns its pid",
             json!({}),
@@ -214,6 +220,11 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
             ))
         }
         "pid" => Ok(text(std::process::id().to_string())),
+        "stderr" => {
+            let t = arg(params, "text").and_then(Value::as_str).unwrap_or("");
+            eprintln!("{t}");
+            Ok(text("written"))
+        }
         "spawn_child" => {
             let child = std::process::Command::new("sleep")
                 .arg("1000")
