@@ -417,3 +417,15 @@ async fn cancelled_requests_release_their_stream() {
         );
     }
 }
+
+#[tokio::test]
+async fn large_answers_pass_intact() {
+    let (gw, _backend) = setup().await;
+    for svc in ["local", "remote"] {
+        let mut c = Mcp::new(format!("{}/{svc}/mcp", gw.url));
+        c.initialize().await;
+        let text = text_of(&c.call("big", json!({"bytes": 3_000_000})).await);
+        assert_eq!(text.len(), 3_000_000, "{svc}");
+        assert!(text.bytes().all(|b| b == b'x'), "{svc}");
+    }
+}

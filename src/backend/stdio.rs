@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +24,9 @@ pub struct StdioBackend {
 /// Environment variables a child inherits from the gateway; everything else must
 /// be configured, so that the gateway's own secrets never leak into backends.
 const INHERITED_ENV: [&str; 2] = ["PATH", "HOME"];
+
+/// Longest message accepted from a server's stdout.
+const MAX_LINE: usize = 64 * 1024 * 1024;
 
 impl StdioBackend {
     pub fn spawn(
@@ -93,9 +96,27 @@ impl StdioBackend {
             let mut line = Vec::with_capacity(4096);
             loop {
                 line.clear();
-                match r.read_until(b'\n', &mut line).await {
+                // Bounded, so a server that never ends its line cannot exhaust memory.
+                match (&mut r)
+                    .take(MAX_LINE as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
+                }
+                if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+                    tracing::warn!(service = %reader_name, "dropped a message over {MAX_LINE} bytes from the server's stdout");
+                    // Skip the rest of that line.
+                    loop {
+                        line.clear();
+                        match (&mut r).take(64 * 1024).read_until(b'\n', &mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line.last() == Some(&b'\n') => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    continue;
                 }
                 let text = line.trim_ascii();
                 if text.is_empty() {

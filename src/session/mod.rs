@@ -13,7 +13,7 @@
 mod id;
 mod registry;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -34,6 +34,12 @@ const EVENT_LOG_CAPACITY: usize = 512;
 const EVENT_LOG_BYTES: usize = 256 * 1024;
 /// Server messages kept while no stream can take them.
 const UNDELIVERED_CAPACITY: usize = 256;
+/// Messages queued for one connected stream. A client that falls this far
+/// behind is disconnected from the stream (it can resume from the event log)
+/// rather than letting the queue grow without bound.
+const STREAM_QUEUE: usize = 1024;
+// A replay (or a flush of undelivered messages) must fit in a fresh queue.
+const _: () = assert!(EVENT_LOG_CAPACITY < STREAM_QUEUE && UNDELIVERED_CAPACITY < STREAM_QUEUE);
 
 /// One message on its way to the client.
 #[derive(Debug)]
@@ -47,7 +53,7 @@ pub struct Outgoing {
 
 /// The receiving end of one stream, handed to the HTTP layer.
 pub struct StreamReceiver {
-    pub rx: mpsc::UnboundedReceiver<Outgoing>,
+    pub rx: mpsc::Receiver<Outgoing>,
     /// Event id to send first with empty data (2025-11-25 priming), if any.
     pub priming_id: Option<String>,
 }
@@ -61,7 +67,7 @@ enum SlotKind {
 
 struct Slot {
     kind: SlotKind,
-    sink: Option<mpsc::UnboundedSender<Outgoing>>,
+    sink: Option<mpsc::Sender<Outgoing>>,
     /// Requests on this stream still waiting for their answer.
     open: usize,
     seq: u64,
@@ -217,11 +223,10 @@ impl Session {
             if self.is_closed() {
                 return Err(SubmitError::Closed);
             }
-            let requests: Vec<&RequestId> =
-                messages.iter().filter_map(Message::request_id).collect();
-            for (i, id) in requests.iter().enumerate() {
-                if st.pending.contains_key(*id) || requests[..i].contains(id) {
-                    return Err(SubmitError::DuplicateId((*id).clone()));
+            let mut requests: HashSet<&RequestId> = HashSet::new();
+            for id in messages.iter().filter_map(Message::request_id) {
+                if st.pending.contains_key(id) || !requests.insert(id) {
+                    return Err(SubmitError::DuplicateId(id.clone()));
                 }
             }
             for m in &messages {
@@ -235,7 +240,7 @@ impl Session {
                 let (stream, receiver) = if self.legacy {
                     (st.get_stream.unwrap_or(0), None)
                 } else {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                     let stream = new_slot(&mut st, SlotKind::Post, Some(tx));
                     let priming_id = self.priming_id(&st, stream);
                     (stream, Some(StreamReceiver { rx, priming_id }))
@@ -288,7 +293,7 @@ impl Session {
         if self.is_closed() {
             return Err(SubmitError::Closed);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         if let Some((stream, after)) = last_event_id.and_then(parse_event_id) {
             let known =
                 st.streams.contains_key(&stream) || st.log.iter().any(|l| l.stream == stream);
@@ -298,7 +303,8 @@ impl Session {
                     .iter()
                     .filter(|l| l.stream == stream && l.seq > after)
                 {
-                    let _ = tx.send(Outgoing {
+                    // The log holds at most EVENT_LOG_CAPACITY (< STREAM_QUEUE) events.
+                    let _ = tx.try_send(Outgoing {
                         event_id: format!("{}.{}", l.stream, l.seq).into(),
                         data: l.data.clone(),
                         is_response: l.is_response,
@@ -334,7 +340,7 @@ impl Session {
 
     /// The one stream of a legacy SSE session (opened with `legacy = true`).
     pub fn open_legacy_stream(&self) -> StreamReceiver {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         {
             let mut st = self.state();
             let stream = new_slot(&mut st, SlotKind::Legacy, Some(tx));
@@ -529,7 +535,7 @@ fn initialize_outcome(raw: &[u8]) -> Option<String> {
     Some(v.protocol_version.unwrap_or_default())
 }
 
-fn new_slot(st: &mut State, kind: SlotKind, sink: Option<mpsc::UnboundedSender<Outgoing>>) -> u64 {
+fn new_slot(st: &mut State, kind: SlotKind, sink: Option<mpsc::Sender<Outgoing>>) -> u64 {
     st.next_stream += 1;
     let id = st.next_stream;
     st.streams.insert(
@@ -589,7 +595,7 @@ fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: 
     let event_id: Arc<str> = format!("{stream}.{seq}").into();
     if let Some(sink) = &slot.sink
         && sink
-            .send(Outgoing {
+            .try_send(Outgoing {
                 event_id,
                 data: data.clone(),
                 is_response,
@@ -597,6 +603,7 @@ fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: 
             })
             .is_err()
     {
+        // Gone, or too far behind: either way the client resumes from the log.
         slot.sink = None;
     }
     if last {
