@@ -30,6 +30,10 @@ enum Command {
         /// Override proxy.addr (e.g. 127.0.0.1:0 for a free port).
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
+        /// Worker threads (default: one per CPU). On a small machine shared with
+        /// its backends, fewer threads mean fewer context switches.
+        #[arg(long, env = "MCPGATE_THREADS")]
+        threads: Option<usize>,
     },
     /// Check a configuration file; print every problem with its JSON path.
     CheckConfig {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             config: path,
             log_format,
             addr,
+            threads,
         } => {
             telemetry::init(log_format);
             let mut settings = match config::load(&path) {
@@ -88,7 +93,12 @@ fn main() -> ExitCode {
                 }
                 settings.addr = a;
             }
-            let rt = match tokio::runtime::Runtime::new() {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.enable_all();
+            if let Some(n) = threads.filter(|n| *n > 0) {
+                builder.worker_threads(n);
+            }
+            let rt = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");
