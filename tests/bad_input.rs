@@ -214,6 +214,20 @@ async fn foreign_origins_and_hosts_are_refused() {
         .await
         .expect("sent");
     assert!(r.status().is_success(), "{}", r.status());
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    assert!(allowed.contains("mcp-session-id"), "{allowed}");
+    // A foreign origin's preflight gets no CORS grant.
+    let r = http()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("sent");
+    assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
