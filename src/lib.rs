@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for the map of these modules and the life of a request.
 
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod gateway;

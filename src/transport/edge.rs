@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::reply;
-use crate::config::Settings;
+use crate::config::{Settings, is_loopback_host};
 use crate::gateway::Gateway;
 use crate::jsonrpc::code;
 
@@ -60,13 +60,6 @@ impl OriginPolicy {
         };
         is_loopback_host(name)
     }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub async fn check(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
