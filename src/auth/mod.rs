@@ -7,6 +7,9 @@
 //! - [`redirect`]: which redirect URIs a client may register, how a requested one
 //!   is matched against them (RFC 8252 loopback ports), and the one function that
 //!   builds every redirect back to a client.
+//! - [`token`]: refresh tokens, authorization codes, login state and CSRF values,
+//!   typed so that none can be accepted as another, stored only as hashes.
 
 pub mod error;
 pub mod redirect;
+pub mod token;
