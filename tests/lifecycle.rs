@@ -230,3 +230,21 @@ async fn stdio_servers_get_only_path_home_and_their_configured_environment() {
         "<unset>"
     );
 }
+
+#[tokio::test]
+async fn sigint_stops_the_gateway_and_its_servers_like_sigterm() {
+    let mut gw = gateway(json!({"mcpServers": {"svc": stdio_service()}})).await;
+    let mut c = Mcp::new(format!("{}/svc/mcp", gw.url));
+    c.initialize().await;
+    let pid = pid_of(&mut c).await;
+    kill(Pid::from_raw(gw.pid()), Signal::SIGINT).expect("signal gateway");
+    let status = tokio::time::timeout(Duration::from_secs(20), gw.child.wait())
+        .await
+        .expect("gateway exits after SIGINT")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    wait_until("the server process to end", Duration::from_secs(5), || {
+        process_gone(pid)
+    })
+    .await;
+}
