@@ -42,6 +42,9 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
+    /// Read a password on stdin and print its argon2id hash, for a `local` user
+    /// in the configuration.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::HashPassword => {
+            let mut line = String::new();
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("Password (input is echoed; pipe it in to avoid that): ");
+            }
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("could not read a password from stdin");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                eprintln!("the password is empty; type it (or pipe it) on stdin");
+                return ExitCode::FAILURE;
+            }
+            match mcpgate::auth::password::hash(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::ConfigSchema => {
             print!("{}", config::schema::render());
             ExitCode::SUCCESS

@@ -89,3 +89,29 @@ fn the_schema_command_prints_the_committed_schema() {
     let schema: serde_json::Value = serde_json::from_str(&committed).expect("json");
     assert!(schema["properties"]["mcpServers"].is_object());
 }
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_of_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(GATEWAY)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret pass\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(mcpgate::auth::password::verify("s3cret pass", &hash));
+    assert!(
+        !mcpgate::auth::password::verify("s3cret pass\n", &hash),
+        "the newline is not part of it"
+    );
+}

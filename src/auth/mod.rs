@@ -7,9 +7,12 @@
 //! - [`redirect`]: which redirect URIs a client may register, how a requested one
 //!   is matched against them (RFC 8252 loopback ports), and the one function that
 //!   builds every redirect back to a client.
+//! - [`password`]: argon2id hashes for the `local` provider's users
+//!   (`mcpgate hash-password`).
 //! - [`token`]: refresh tokens, authorization codes, login state and CSRF values,
 //!   typed so that none can be accepted as another, stored only as hashes.
 
 pub mod error;
+pub mod password;
 pub mod redirect;
 pub mod token;
