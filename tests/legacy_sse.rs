@@ -160,14 +160,7 @@ async fn sse_backends_serve_both_client_transports() {
     assert_eq!(c.delete().await, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let ready: Value = http()
-            .get(format!("{}/ready", inner.url))
-            .send()
-            .await
-            .expect("ready")
-            .json()
-            .await
-            .expect("json");
+        let ready = ready(&inner.url).await;
         if ready["services"]["svc"]["sessions"] == 0 {
             break;
         }

@@ -126,14 +126,7 @@ async fn a_crashing_backend_fails_pending_requests_at_once_and_ends_the_session(
     )
     .await;
     // /ready says what happened.
-    let ready: Value = http()
-        .get(format!("{}/ready", gw.url))
-        .send()
-        .await
-        .expect("ready")
-        .json()
-        .await
-        .expect("json");
+    let ready = ready(&gw.url).await;
     assert_eq!(ready["services"]["svc"]["sessions"], 0, "{ready}");
     assert_eq!(ready["services"]["svc"]["processes"], 0, "{ready}");
     assert!(

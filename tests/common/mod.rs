@@ -270,6 +270,18 @@ pub fn text_of(answer: &Value) -> String {
         .to_string()
 }
 
+/// The gateway's `/ready` document.
+pub async fn ready(base: &str) -> Value {
+    http()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("ready is JSON")
+}
+
 /// A process is gone: no /proc entry at all (a zombie still has one).
 pub fn process_gone(pid: i32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()

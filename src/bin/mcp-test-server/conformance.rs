@@ -156,17 +156,7 @@ pub async fn call(name: &str, params: &Value, ctx: &Ctx, progress: Option<Value>
             let prompt = arg("prompt")
                 .and_then(|p| p.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let r = ctx
-                .request(
-                    "sampling/createMessage",
-                    json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100}),
-                )
-                .await
-                .map_err(|e| (-32603, e))?;
-            let said = r
-                .pointer("/content/text")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let said = ctx.sample(&prompt).await?;
             Ok(text(format!("LLM response: {said}")))
         }
         "test_elicitation" => {

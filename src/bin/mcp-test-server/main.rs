@@ -85,6 +85,21 @@ impl Ctx {
             _ => Err("malformed reply".into()),
         }
     }
+
+    /// Ask the client to sample `prompt`; the text it answers.
+    pub async fn sample(&self, prompt: &str) -> Result<String, (i64, String)> {
+        let r = self
+            .request(
+                "sampling/createMessage",
+                json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100}),
+            )
+            .await
+            .map_err(|e| (-32603, e))?;
+        Ok(r.pointer("/content/text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string())
+    }
 }
 
 fn ok(id: &Value, result: Value) -> Value {

@@ -169,18 +169,7 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
             let prompt = arg(params, "prompt")
                 .and_then(Value::as_str)
                 .unwrap_or("hello");
-            let r = ctx
-                .request(
-                    "sampling/createMessage",
-                    json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100}),
-                )
-                .await
-                .map_err(|e| (-32603, e))?;
-            let said = r
-                .get("content")
-                .and_then(|c| c.get("text"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let said = ctx.sample(prompt).await?;
             Ok(text(format!("sampled: {said}")))
         }
         "elicit" => {
