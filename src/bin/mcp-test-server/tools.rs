@@ -246,11 +246,17 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
             let session = ctx.session.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let listener = session.listener.lock().ok().and_then(|l| l.clone());
-                if let Some(out) = listener {
-                    let _ = out.send(
-                        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
-                    );
+                // Over HTTP the client's GET stream may open a moment later:
+                // wait for it (up to 5 s) rather than drop the message.
+                for _ in 0..250 {
+                    let listener = session.listener.lock().ok().and_then(|l| l.clone());
+                    if let Some(out) = listener {
+                        let _ = out.send(
+                            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             });
             Ok(text("will send"))
