@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::backend::process;
 use crate::config::{ServiceName, Settings};
 use crate::service::Service;
@@ -22,10 +23,12 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Which browser origins and hosts may call the MCP endpoints.
     pub origins: OriginPolicy,
+    /// The authorization server, when `proxy.auth` is configured.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl Gateway {
-    pub fn new(settings: Settings) -> anyhow::Result<Arc<Gateway>> {
+    pub fn new(settings: Settings, auth: Option<Arc<Auth>>) -> anyhow::Result<Arc<Gateway>> {
         let mut services = HashMap::new();
         for s in &settings.services {
             services.insert(
@@ -39,6 +42,7 @@ impl Gateway {
             services,
             sessions: Arc::new(Registry::default()),
             shutdown: CancellationToken::new(),
+            auth,
         }))
     }
 
@@ -110,7 +114,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()
     });
 
     let shutdown = gw.shutdown.clone();
-    let server = axum::serve(listener, app.into_make_service())
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await });
     let server = tokio::spawn(async move { server.await });
 

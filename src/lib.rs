@@ -9,5 +9,7 @@ pub mod gateway;
 pub mod jsonrpc;
 pub mod service;
 pub mod session;
+pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod web;

@@ -154,7 +154,8 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
         settings.base_url = url::Url::parse(&format!("http://{bound}"))?;
     }
     settings.addr = bound;
-    let gw = Gateway::new(settings)?;
+    let auth = mcpgate::auth::Auth::start(&settings).await?;
+    let gw = Gateway::new(settings, auth)?;
     // Machine-readable first line for scripts and tests.
     println!("mcpgate listening on http://{bound}");
     for name in gw.settings.services.iter().map(|s| &s.name) {
@@ -162,6 +163,14 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
             "  {name}: {}  (legacy SSE: {})",
             gw.url(&format!("/{name}/mcp")),
             gw.url(&format!("/{name}/sse"))
+        );
+    }
+    if let Some(auth) = &gw.auth {
+        println!(
+            "  sign-in: {} ({} provider); authorization server metadata: {}",
+            auth.url("/authorize"),
+            auth.settings.idp.kind(),
+            auth.url("/.well-known/oauth-authorization-server")
         );
     }
     tracing::info!(addr = %bound, services = gw.services.len(), "mcpgate listening");

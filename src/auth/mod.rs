@@ -1,18 +1,462 @@
-//! The authorization server and resource server (issue 3), built up piece by
-//! piece. What is here is complete and tested on its own but not yet wired into
-//! the router:
+//! The OAuth 2.1 authorization server and resource server.
 //!
-//! - [`error`]: the OAuth error codes, one enum with their wire names, and how
-//!   each is answered over HTTP.
-//! - [`redirect`]: which redirect URIs a client may register, how a requested one
-//!   is matched against them (RFC 8252 loopback ports), and the one function that
-//!   builds every redirect back to a client.
-//! - [`password`]: argon2id hashes for the `local` provider's users
-//!   (`mcpgate hash-password`).
-//! - [`token`]: refresh tokens, authorization codes, login state and CSRF values,
-//!   typed so that none can be accepted as another, stored only as hashes.
+//! mcpgate issues its own tokens for its own services: clients never see the
+//! identity provider's tokens, backends never see mcpgate's. Files by concern:
+//!
+//! - [`metadata`]: the well-known documents (RFC 8414, RFC 9728, OpenID discovery, JWKS).
+//! - [`clients`]: who a `client_id` is (configured, registered, or a Client ID
+//!   Metadata Document) and `/register` (RFC 7591).
+//! - [`flow`]: `/authorize` -> sign-in (local form or upstream provider) ->
+//!   `/oauth/callback` -> consent -> 302 back to the client with a code.
+//! - [`grant`]: `/token` (code and refresh grants, rotation, reuse detection) and
+//!   `/revoke` (RFC 7009).
+//! - [`resource`]: the resource server: the bearer check in front of every MCP
+//!   endpoint (401/403 with `WWW-Authenticate`).
+//! - [`jwt`]: access tokens (ES256 JWT, persisted key, JWKS, verification cache).
+//! - [`records`]: what is kept in the store.
+//! - [`error`], [`redirect`], [`token`], [`password`], [`cimd`], [`idp`]: the
+//!   building blocks (RFC error codes, redirect URI rules, typed opaque tokens,
+//!   argon2id, metadata-document fetching with SSRF protection, identity providers).
 
+pub mod cimd;
+pub mod clients;
 pub mod error;
+pub mod flow;
+pub mod grant;
+pub mod idp;
+pub mod jwt;
+pub mod metadata;
 pub mod password;
+mod ratelimit;
+pub mod records;
 pub mod redirect;
+pub mod resource;
 pub mod token;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{get, post};
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::auth::{AuthSettings, IdpSettings};
+use crate::config::{ServiceName, Settings};
+use crate::store::{Store, StoreSpec};
+
+/// Who a person is at the gateway: `<provider>:<subject>` (stable across email changes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn new(s: impl Into<String>) -> UserId {
+        UserId(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An OAuth client's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn new(s: impl Into<String>) -> ClientId {
+        ClientId(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One authorization and every token refreshed from it; revoked as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FamilyId(String);
+
+impl FamilyId {
+    pub fn new(s: impl Into<String>) -> FamilyId {
+        FamilyId(s.into())
+    }
+    pub fn generate() -> FamilyId {
+        FamilyId(random_id())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an access token is for: one service, or (when the client named no
+/// resource) every service of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    Gateway,
+    Service(String),
+}
+
+/// The caller of an MCP request, once its token is verified.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserId,
+    pub email: String,
+    pub client_id: ClientId,
+    pub scopes: Vec<String>,
+}
+
+/// How people sign in.
+pub enum Login {
+    Local(Vec<crate::config::auth::LocalUser>),
+    Upstream(idp::Provider),
+}
+
+pub struct Auth {
+    pub settings: AuthSettings,
+    /// The gateway's public URL without a trailing slash; also the issuer.
+    pub issuer: String,
+    base: Url,
+    /// Services and the scopes each requires.
+    services: Vec<(ServiceName, Vec<String>)>,
+    pub store: Store,
+    pub keys: jwt::Keys,
+    pub login: Login,
+    cimd: Option<cimd::CimdFetcher>,
+    revoked: RwLock<HashSet<FamilyId>>,
+    limits: ratelimit::Limits,
+    /// Cookies get `Secure` and the `__Host-` prefix unless the gateway runs on
+    /// plain http on loopback (development).
+    secure_cookies: bool,
+}
+
+impl Auth {
+    /// Open the store, load (or create) the signing key, discover the identity provider.
+    pub async fn start(settings: &Settings) -> anyhow::Result<Option<Arc<Auth>>> {
+        let Some(auth) = &settings.auth else {
+            return Ok(None);
+        };
+        let spec = StoreSpec::parse(&auth.storage)
+            .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
+        let store = Store::open(&spec).await?;
+        Auth::with_store(settings, store).await.map(Some)
+    }
+
+    pub async fn with_store(settings: &Settings, store: Store) -> anyhow::Result<Arc<Auth>> {
+        let auth = settings
+            .auth
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("proxy.auth is not configured"))?;
+        let issuer = settings.base_url.as_str().trim_end_matches('/').to_string();
+        let keys = jwt::Keys::load_or_create(&store, &issuer).await?;
+        let login = match &auth.idp {
+            IdpSettings::Local { users } => Login::Local(users.clone()),
+            IdpSettings::Google {
+                issuer,
+                client_id,
+                client_secret,
+            } => Login::Upstream(
+                idp::Provider::google(idp::OidcSettings {
+                    issuer_url: issuer.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.expose().to_string(),
+                    scopes: vec!["openid".into(), "email".into(), "profile".into()],
+                    groups_claim: None,
+                    google_hosted_domain: google_hint(&auth.policy.domains),
+                    allow_insecure_http: is_loopback_url(issuer),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("proxy.auth.idp (google): {e}"))?,
+            ),
+            IdpSettings::Oidc {
+                issuer,
+                client_id,
+                client_secret,
+                scopes,
+                groups_claim,
+            } => Login::Upstream(
+                idp::Provider::oidc(idp::OidcSettings {
+                    issuer_url: issuer.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.expose().to_string(),
+                    scopes: scopes.clone(),
+                    groups_claim: groups_claim.clone(),
+                    google_hosted_domain: None,
+                    allow_insecure_http: is_loopback_url(issuer),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("proxy.auth.idp (oidc): {e}"))?,
+            ),
+            IdpSettings::Github {
+                client_id,
+                client_secret,
+                web_url,
+                api_url,
+                read_orgs,
+            } => Login::Upstream(idp::Provider::github(idp::GithubSettings {
+                client_id: client_id.clone(),
+                client_secret: client_secret.expose().to_string(),
+                authorize_url: format!("{web_url}/login/oauth/authorize"),
+                token_url: format!("{web_url}/login/oauth/access_token"),
+                api_url: api_url.clone(),
+                read_orgs: *read_orgs,
+            })),
+        };
+        let cimd = auth.cimd_enabled.then(|| {
+            cimd::CimdFetcher::new(cimd::CimdPolicy {
+                allow_private_networks: auth.cimd_allow_private,
+                ..cimd::CimdPolicy::default()
+            })
+        });
+        let revoked = store
+            .list::<records::Family>()
+            .await?
+            .into_iter()
+            .filter(|(_, f)| f.revoked_at.is_some())
+            .map(|(k, _)| FamilyId::new(k))
+            .collect();
+        let secure_cookies = !(settings.base_url.scheme() == "http"
+            && settings
+                .base_url
+                .host_str()
+                .is_some_and(crate::config::is_loopback_host));
+        Ok(Arc::new(Auth {
+            limits: ratelimit::Limits::new(&auth),
+            settings: auth,
+            issuer,
+            base: settings.base_url.clone(),
+            services: settings
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), s.required_scopes.clone()))
+                .collect(),
+            store,
+            keys,
+            login,
+            cimd,
+            revoked: RwLock::new(revoked),
+            secure_cookies,
+        }))
+    }
+
+    /// The authorization server's routes, relative to the base path.
+    pub fn routes<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
+        Router::new()
+            .merge(metadata::routes())
+            .route("/authorize", get(flow::authorize))
+            .route("/login", get(flow::login_page).post(flow::login_submit))
+            .route("/oauth/callback", get(flow::callback))
+            .route("/consent", get(flow::consent_page).post(flow::consent_submit))
+            .route("/logout", post(flow::logout))
+            .route("/token", post(grant::token))
+            .route("/revoke", post(grant::revoke))
+            .route("/register", post(clients::register))
+            .with_state(self.clone())
+    }
+
+    /// Routes at the origin when the gateway lives under a base path: the
+    /// path-inserted well-known documents (RFC 8414 §3.1, RFC 9728 §3.1) and the
+    /// endpoints Claude.ai guesses at the origin when metadata is missing.
+    pub fn root_routes<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
+        metadata::root_routes(self.base_path())
+            .route("/authorize", get(flow::authorize))
+            .route("/token", post(grant::token))
+            .route("/register", post(clients::register))
+            .with_state(self.clone())
+    }
+
+    pub fn base_path(&self) -> &str {
+        self.base.path().trim_end_matches('/')
+    }
+
+    /// Public URL of one of the gateway's paths.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// The resource URI of a service (RFC 8707, RFC 9728).
+    pub fn resource_url(&self, service: &str) -> String {
+        self.url(&format!("/{service}/mcp"))
+    }
+
+    /// The JWT `aud` for an audience.
+    pub fn audience_claim(&self, audience: &Audience) -> String {
+        match audience {
+            Audience::Gateway => self.issuer.clone(),
+            Audience::Service(s) => self.resource_url(s),
+        }
+    }
+
+    pub fn required_scopes(&self, service: &str) -> Option<&[String]> {
+        self.services
+            .iter()
+            .find(|(n, _)| n.as_str() == service)
+            .map(|(_, s)| s.as_slice())
+    }
+
+    /// Every scope any service requires, plus `offline_access`.
+    pub fn scopes_supported(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for (_, scopes) in &self.services {
+            for s in scopes {
+                if !all.contains(s) {
+                    all.push(s.clone());
+                }
+            }
+        }
+        all.push("offline_access".into());
+        all
+    }
+
+    /// Map an RFC 8707 `resource` to an audience. Query strings (ChatGPT adds
+    /// some) and a trailing slash are ignored; anything that is not one of this
+    /// gateway's resources is refused.
+    pub fn parse_resource(&self, text: &str) -> Option<Audience> {
+        let mut url = Url::parse(text).ok()?;
+        url.set_query(None);
+        url.set_fragment(None);
+        let normalized = url.as_str().trim_end_matches('/').to_string();
+        if normalized == self.issuer {
+            return Some(Audience::Gateway);
+        }
+        let rest = normalized.strip_prefix(&self.issuer)?.strip_prefix('/')?;
+        let (service, tail) = rest.split_once('/')?;
+        if !matches!(tail, "mcp" | "sse") {
+            return None;
+        }
+        self.required_scopes(service)?;
+        Some(Audience::Service(service.to_string()))
+    }
+
+    /// The scopes to grant for a request: the known ones asked for; when none of
+    /// the service scopes were asked for (ChatGPT sends `openid` or nothing), the
+    /// default `mcp`.
+    pub fn grant_scopes(&self, requested: Option<&str>) -> Vec<String> {
+        let supported = self.scopes_supported();
+        let mut granted: Vec<String> = Vec::new();
+        for s in requested.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+            if supported.iter().any(|x| x == s) && !granted.iter().any(|g| g == s) {
+                granted.push(s.to_string());
+            }
+        }
+        if !granted.iter().any(|s| s != "offline_access") {
+            granted.insert(0, "mcp".into());
+        }
+        granted
+    }
+
+    pub fn is_revoked(&self, family: &FamilyId) -> bool {
+        self.revoked
+            .read()
+            .map(|r| r.contains(family))
+            .unwrap_or(true)
+    }
+
+    /// Revoke a token family: its refresh tokens stop working at once, and its
+    /// access tokens on their next use.
+    pub async fn revoke_family(&self, family: &FamilyId, why: &str) {
+        if let Ok(mut r) = self.revoked.write() {
+            r.insert(family.clone());
+        }
+        match self.store.get::<records::Family>(family.as_str()).await {
+            Ok(Some(mut f)) => {
+                if f.revoked_at.is_none() {
+                    f.revoked_at = Some(now_unix());
+                    f.revoked_because = Some(why.to_string());
+                    let expires = self.family_expiry();
+                    if let Err(e) = self.store.put(family.as_str(), &f, Some(expires)).await {
+                        tracing::error!("cannot record a token revocation: {e}");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot record a token revocation: {e}"),
+        }
+        tracing::info!(family = family.as_str(), reason = why, "token family revoked");
+    }
+
+    /// Families live as long as their longest possible refresh chain link.
+    fn family_expiry(&self) -> SystemTime {
+        SystemTime::now() + self.settings.refresh_ttl + Duration::from_secs(3600)
+    }
+
+    /// `Set-Cookie` for one of the gateway's cookies.
+    pub fn cookie(&self, name: &str, value: &str, max_age: Duration) -> String {
+        if self.secure_cookies {
+            format!(
+                "__Host-{name}={value}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+                max_age.as_secs()
+            )
+        } else {
+            format!(
+                "{name}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+                max_age.as_secs()
+            )
+        }
+    }
+
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{name}")
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+/// Google's `hd` hint, when exactly one domain is allowed (a hint only: the
+/// verified `hd` claim is what the policy checks).
+fn google_hint(domains: &[String]) -> Option<String> {
+    match domains {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+fn is_loopback_url(u: &str) -> bool {
+    Url::parse(u)
+        .ok()
+        .and_then(|u| u.host_str().map(crate::config::is_loopback_host))
+        .unwrap_or(false)
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// 128 random bits, base64url.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lower-case hex SHA-256, for fingerprints and secret hashes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Constant-time equality of two strings (of possibly different lengths).
+pub fn secure_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}

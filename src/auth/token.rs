@@ -28,6 +28,7 @@ pub enum TokenKind {
     AuthorizationCode,
     LoginState,
     Csrf,
+    Browser,
 }
 
 impl TokenKind {
@@ -37,6 +38,7 @@ impl TokenKind {
             TokenKind::AuthorizationCode => "mgc_",
             TokenKind::LoginState => "mgs_",
             TokenKind::Csrf => "mgx_",
+            TokenKind::Browser => "mgb_",
         }
     }
 }
@@ -71,6 +73,8 @@ kinds! {
     LoginState => LoginState,
     /// A form's anti-forgery value.
     Csrf => Csrf,
+    /// A browser's sign-in cookie at the gateway.
+    Browser => Browser,
 }
 
 const SECRET_BYTES: usize = 32;
@@ -114,6 +118,7 @@ impl<K: Kind> Token<K> {
                 TokenKind::AuthorizationCode,
                 TokenKind::LoginState,
                 TokenKind::Csrf,
+                TokenKind::Browser,
             ]
             .into_iter()
             .find(|k| text.starts_with(k.prefix()));

@@ -5,6 +5,7 @@
 //! Backends are declared in a `mcpServers` map in the Claude Desktop shape, so a
 //! Claude Desktop (or mcp-front) config works unchanged.
 
+pub mod auth;
 mod env;
 pub mod schema;
 mod types;
@@ -131,6 +132,8 @@ pub struct Service {
     pub name: ServiceName,
     pub backend: BackendSpec,
     pub limits: Limits,
+    /// OAuth scopes a token needs here (with `proxy.auth`).
+    pub required_scopes: Vec<String>,
 }
 
 /// The validated configuration the gateway runs with.
@@ -147,6 +150,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub services: Vec<Service>,
+    /// The authorization server's settings; `None` means no authentication.
+    pub auth: Option<auth::AuthSettings>,
 }
 
 impl Settings {
@@ -289,13 +294,14 @@ pub fn parse(
         };
         match typed::<ServiceConfig>(val, &path) {
             Ok(cfg) => {
-                if let (Some(name), Some((backend, limits))) =
+                if let (Some(name), Some((backend, limits, required_scopes))) =
                     (service_name, cfg.validate(&path, &mut problems))
                 {
                     services.push(Service {
                         name,
                         backend,
                         limits,
+                        required_scopes,
                     });
                 }
             }

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use url::Url;
 
+use super::auth::AuthConfig;
 use super::{BackendSpec, Limits, Problem, Service, Settings, is_loopback};
 
 /// The whole configuration file.
@@ -51,6 +52,10 @@ pub struct ProxyConfig {
     /// How long children get between SIGTERM and SIGKILL on shutdown. Default `5s`.
     #[serde(default)]
     pub shutdown_grace: Option<DurationStr>,
+    /// Sign-in and tokens: mcpgate as the OAuth 2.1 authorization server of every
+    /// service. Without it the gateway only listens on loopback.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 /// How a backend is reached. Optional: inferred from `command` (stdio) or `url`
@@ -103,6 +108,9 @@ pub struct ServiceConfig {
     /// Most sessions open at once for this service. Default 1000.
     #[serde(default)]
     pub max_sessions: Option<usize>,
+    /// OAuth scopes a token needs for this service (with `proxy.auth`). Default `["mcp"]`.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 /// A duration written as text: `"500ms"`, `"30s"`, `"5m"`, `"1h 30m"`.
@@ -127,7 +135,7 @@ impl ServiceConfig {
         self,
         path: &str,
         problems: &mut Vec<Problem>,
-    ) -> Option<(BackendSpec, Limits)> {
+    ) -> Option<(BackendSpec, Limits, Vec<String>)> {
         let before = problems.len();
         let mut problem = |field: &str, message: String| {
             problems.push(Problem {
@@ -257,10 +265,20 @@ impl ServiceConfig {
         if limits.max_sessions == 0 {
             problem("maxSessions", "must be at least 1".into());
         }
+        let scopes = if self.required_scopes.is_empty() {
+            vec!["mcp".to_string()]
+        } else {
+            self.required_scopes
+        };
+        for s in &scopes {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                problem("requiredScopes", format!("{s:?} is not a valid OAuth scope (printable ASCII without spaces, quotes or backslashes)"));
+            }
+        }
         if problems.len() > before {
             return None;
         }
-        backend.map(|b| (b, limits))
+        backend.map(|b| (b, limits, scopes))
     }
 }
 
@@ -297,6 +315,7 @@ impl ProxyConfig {
         };
         if let Some(a) = addr
             && !is_loopback(&a)
+            && self.auth.is_none()
         {
             problem(
                 "addr",
@@ -341,6 +360,9 @@ impl ProxyConfig {
         if max_body_bytes < 1024 {
             problem("maxBodyBytes", "must be at least 1024".into());
         }
+        let auth = self
+            .auth
+            .and_then(|a| a.validate(base_url.as_ref(), problems));
         Some(Settings {
             name: self.name.unwrap_or_else(|| "mcpgate".to_string()),
             addr: addr?,
@@ -352,6 +374,7 @@ impl ProxyConfig {
                 .shutdown_grace
                 .map_or(Settings::DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             services,
+            auth,
         })
     }
 }

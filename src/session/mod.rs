@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 pub use id::SessionId;
 pub use registry::Registry;
 
+use crate::auth::UserId;
 use crate::backend::{Backend, BackendError, Inbox, InboxRef};
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::service::Service;
@@ -126,6 +127,9 @@ pub struct Session {
     pub id: SessionId,
     pub service: Arc<Service>,
     pub legacy: bool,
+    /// The signed-in person who opened it (with `proxy.auth`). Only they can use
+    /// its id; to anyone else it is an unknown session.
+    pub owner: Option<UserId>,
     me: Weak<Session>,
     registry: Arc<Registry>,
     backend: OnceLock<Backend>,
@@ -141,6 +145,7 @@ impl Session {
         service: Arc<Service>,
         registry: Arc<Registry>,
         legacy: bool,
+        owner: Option<UserId>,
     ) -> Result<Arc<Session>, OpenError> {
         let max = service.limits.max_sessions;
         if !service.stats.try_open_session(max) {
@@ -153,6 +158,7 @@ impl Session {
             id: SessionId::generate(),
             service: service.clone(),
             legacy,
+            owner,
             me: me.clone(),
             registry: registry.clone(),
             backend: OnceLock::new(),

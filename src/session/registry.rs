@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::{Session, SessionId};
+use crate::auth::UserId;
 use crate::config::ServiceName;
 
 /// All open sessions, by id.
@@ -11,12 +12,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A session of this service with this id. A session of another service is
-    /// reported as unknown: ids must not work across services.
-    pub fn get(&self, id: &str, service: &ServiceName) -> Option<Arc<Session>> {
+    /// A session of this service with this id, opened by this caller. A session
+    /// of another service or another person is reported as unknown: ids must not
+    /// work across services or users.
+    pub fn get(
+        &self,
+        id: &str,
+        service: &ServiceName,
+        caller: Option<&UserId>,
+    ) -> Option<Arc<Session>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(id)
-            .filter(|s| &s.service.name == service && !s.is_closed())
+            .filter(|s| &s.service.name == service && !s.is_closed() && s.owner.as_ref() == caller)
             .cloned()
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -12,16 +13,21 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::reply;
-use super::streamable::read_jsonrpc;
+use super::streamable::{caller, read_jsonrpc};
+use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::code;
 use crate::session::{OpenError, Session, SubmitError};
 
-pub async fn connect(State(gw): State<Arc<Gateway>>, Path(service): Path<String>) -> Response {
+pub async fn connect(
+    State(gw): State<Arc<Gateway>>,
+    Path(service): Path<String>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), true).await {
+    let session = match Session::open(svc.clone(), gw.sessions.clone(), true, caller(&principal).cloned()).await {
         Ok(s) => s,
         Err(e) => {
             let status = match e {
@@ -77,6 +83,7 @@ pub struct MessageQuery {
 pub async fn message(
     State(gw): State<Arc<Gateway>>,
     Path(service): Path<String>,
+    principal: Option<Extension<Principal>>,
     Query(q): Query<MessageQuery>,
     headers: HeaderMap,
     body: Body,
@@ -91,7 +98,7 @@ pub async fn message(
             "Bad Request: the sessionId query parameter is required (use the endpoint URL from the SSE stream)",
         );
     };
-    let Some(session) = gw.sessions.get(&sid, &svc.name).filter(|s| s.legacy) else {
+    let Some(session) = gw.sessions.get(&sid, &svc.name, caller(&principal)).filter(|s| s.legacy) else {
         return reply::unknown_session();
     };
     let incoming = match read_jsonrpc(&headers, body, gw.settings.max_body_bytes).await {

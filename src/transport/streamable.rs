@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -17,6 +18,7 @@ use futures_util::stream;
 use super::{SUPPORTED_VERSIONS, reply};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, Incoming, code};
+use crate::auth::{Principal, UserId};
 use crate::service::Service;
 use crate::session::{OpenError, Outgoing, Session, StreamReceiver, SubmitError};
 
@@ -27,6 +29,7 @@ const PRIMING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Path(service): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -45,9 +48,9 @@ pub async fn post(
         Err(resp) => return resp,
     };
     if !headers.contains_key(reply::SESSION_HEADER) {
-        return without_session(gw, svc, &headers, incoming).await;
+        return without_session(gw, svc, &headers, incoming, caller(&principal).cloned()).await;
     }
-    let session = match session_of(&gw, &svc, &headers) {
+    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
         Ok(s) if !s.legacy => s,
         Ok(_) => return reply::unknown_session(),
         Err(resp) => return resp,
@@ -87,6 +90,7 @@ async fn without_session(
     svc: Arc<Service>,
     headers: &HeaderMap,
     incoming: Incoming,
+    owner: Option<UserId>,
 ) -> Response {
     let first = &incoming.messages[0];
     let is_initialize = !incoming.batch && first.method() == Some("initialize");
@@ -108,7 +112,7 @@ async fn without_session(
         // initialize handshake intends. Nothing to refuse here.
         tracing::debug!(requested = %version, "client asked for a newer protocol version");
     }
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), false).await {
+    let session = match Session::open(svc.clone(), gw.sessions.clone(), false, owner).await {
         Ok(s) => s,
         Err(e @ OpenError::Limit { .. }) => {
             return reply::error_for(
@@ -261,6 +265,7 @@ fn sse_answer(receiver: StreamReceiver, buffered: Vec<Outgoing>) -> Response {
 pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Path(service): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(svc) = gw.service(&service).cloned() else {
@@ -273,7 +278,7 @@ pub async fn get(
             "Not Acceptable: the Accept header must list text/event-stream",
         );
     }
-    let session = match session_of(&gw, &svc, &headers) {
+    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -291,12 +296,13 @@ pub async fn get(
 pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Path(service): Path<String>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
-    let session = match session_of(&gw, &svc, &headers) {
+    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -309,7 +315,12 @@ pub async fn delete(
 
 /// The session named by `Mcp-Session-Id`: 400 without the header, 404 when it is
 /// unknown, closed, or another service's.
-fn session_of(gw: &Gateway, svc: &Service, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+fn session_of(
+    gw: &Gateway,
+    svc: &Service,
+    headers: &HeaderMap,
+    caller: Option<&UserId>,
+) -> Result<Arc<Session>, Response> {
     let Some(sid) = headers.get(reply::SESSION_HEADER) else {
         return Err(reply::error(
             StatusCode::BAD_REQUEST,
@@ -319,7 +330,7 @@ fn session_of(gw: &Gateway, svc: &Service, headers: &HeaderMap) -> Result<Arc<Se
     };
     sid.to_str()
         .ok()
-        .and_then(|s| gw.sessions.get(s, &svc.name))
+        .and_then(|s| gw.sessions.get(s, &svc.name, caller))
         .ok_or_else(reply::unknown_session)
 }
 
@@ -447,4 +458,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
             "Bad Request: the body could not be read",
         )),
     }
+}
+
+/// The signed-in caller, when the gateway has authentication.
+pub(super) fn caller(principal: &Option<Extension<Principal>>) -> Option<&UserId> {
+    principal.as_ref().map(|Extension(p)| &p.user)
 }

@@ -2,6 +2,8 @@
 //! processes on loopback, and speak MCP to them over real HTTP.
 #![allow(dead_code)]
 
+pub mod oauth;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -86,6 +88,18 @@ pub async fn gateway(config: Value) -> Proc {
 }
 
 pub async fn gateway_with_env(config: Value, env: &[(&str, &str)]) -> Proc {
+    gateway_at(config, env, "127.0.0.1:0").await
+}
+
+/// A free loopback port (for a gateway that must keep its address across a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub async fn gateway_at(config: Value, env: &[(&str, &str)], addr: &str) -> Proc {
     let dir = tempfile::tempdir().expect("tempdir");
     let path: PathBuf = dir.path().join("mcpgate.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).expect("write config");
@@ -93,7 +107,7 @@ pub async fn gateway_with_env(config: Value, env: &[(&str, &str)]) -> Proc {
         .arg("serve")
         .arg("--config")
         .arg(&path)
-        .args(["--addr", "127.0.0.1:0"])
+        .args(["--addr", addr])
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr_target())
@@ -152,6 +166,8 @@ pub struct Mcp {
     pub url: String,
     pub session: Option<String>,
     pub version: String,
+    /// `Authorization: Bearer` for gateways with `proxy.auth`.
+    pub bearer: Option<String>,
     next_id: u64,
 }
 
@@ -162,8 +178,14 @@ impl Mcp {
             url: url.into(),
             session: None,
             version: "2025-11-25".into(),
+            bearer: None,
             next_id: 0,
         }
+    }
+
+    pub fn with_bearer(mut self, token: &str) -> Mcp {
+        self.bearer = Some(token.into());
+        self
     }
 
     pub fn with_version(mut self, v: &str) -> Mcp {
@@ -178,6 +200,9 @@ impl Mcp {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(body.to_string());
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
         if let Some(s) = &self.session {
             req = req
                 .header("mcp-session-id", s)
@@ -255,6 +280,9 @@ impl Mcp {
 
     pub async fn delete(&self) -> reqwest::StatusCode {
         let mut req = self.http.delete(&self.url);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
         }

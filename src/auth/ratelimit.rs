@@ -1,0 +1,101 @@
+//! Fixed-window request limits per key (client IP address, or an account for
+//! password attempts). In memory: each gateway instance limits on its own, which
+//! is what a brute-force limit needs (a shared store would add a round trip to
+//! every request for little gain).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::auth::AuthSettings;
+
+pub struct Limiter {
+    per_window: u32,
+    window: Duration,
+    counts: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+/// Most keys remembered; beyond that, expired windows are dropped first.
+const MAX_KEYS: usize = 100_000;
+
+impl Limiter {
+    pub fn new(per_window: u32, window: Duration) -> Limiter {
+        Limiter {
+            per_window,
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one request; `Err(retry_after)` when the key is over its limit.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let Ok(mut counts) = self.counts.lock() else {
+            return Ok(());
+        };
+        if counts.len() >= MAX_KEYS {
+            let window = self.window;
+            counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+            if counts.len() >= MAX_KEYS {
+                counts.clear();
+            }
+        }
+        let entry = counts.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.per_window {
+            return Err(self.window.saturating_sub(now.duration_since(entry.0)));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Forget a key (a successful sign-in clears its failed attempts).
+    pub fn reset(&self, key: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.remove(key);
+        }
+    }
+}
+
+pub struct Limits {
+    pub token: Limiter,
+    pub register: Limiter,
+    /// Password attempts per client IP.
+    pub login: Limiter,
+    /// Failed password attempts per account, so spreading a guess over many
+    /// addresses does not help.
+    pub login_account: Limiter,
+}
+
+impl Limits {
+    pub fn new(s: &AuthSettings) -> Limits {
+        let minute = Duration::from_secs(60);
+        Limits {
+            token: Limiter::new(s.rate_token, minute),
+            register: Limiter::new(s.rate_register, minute),
+            login: Limiter::new(s.rate_login, minute),
+            login_account: Limiter::new(s.rate_login, Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_key_and_window() {
+        let l = Limiter::new(2, Duration::from_millis(200));
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_err());
+        assert!(l.check("b").is_ok(), "another key has its own count");
+        std::thread::sleep(Duration::from_millis(220));
+        assert!(l.check("a").is_ok(), "a new window starts");
+        l.reset("a");
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_ok());
+    }
+}

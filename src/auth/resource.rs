@@ -1,0 +1,119 @@
+//! The resource server: step 3 of the request path (see `transport`), in front
+//! of every MCP endpoint.
+//!
+//! Authentication (who is calling: a valid access token of ours) answers 401 with
+//! `WWW-Authenticate: Bearer resource_metadata=..., scope=...` so clients can
+//! discover how to get one; authorization (may this token be used here: audience
+//! and scopes) answers 401 `invalid_token` for a token meant for another
+//! resource and 403 `insufficient_scope` when scopes fall short (RFC 6750 §3.1).
+//! The verified caller travels on as a [`Principal`] request extension.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ErrorCode, OAuthError};
+use super::metadata::resource_metadata_url;
+use super::{Audience, Principal};
+use crate::gateway::Gateway;
+
+pub async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    let Some(auth) = gw.auth.as_ref() else {
+        return next.run(req).await;
+    };
+    // Inside the nested router the path starts at the service: `/<service>/<endpoint>`.
+    let mut parts = req.uri().path().trim_start_matches('/').split('/');
+    let service = parts.next().unwrap_or_default().to_string();
+    let endpoint = match parts.next() {
+        Some("sse") | Some("message") => "sse",
+        _ => "mcp",
+    };
+    let Some(required) = auth.required_scopes(&service) else {
+        // Unknown service: the handler answers 404; nothing to protect.
+        return next.run(req).await;
+    };
+    let challenge = |error: Option<&OAuthError>| {
+        let mut v = format!(
+            "Bearer resource_metadata=\"{}\", scope=\"{}\"",
+            resource_metadata_url(auth, &service, endpoint),
+            required.join(" ")
+        );
+        if let Some(e) = error {
+            v.push_str(&format!(
+                ", error=\"{}\", error_description=\"{}\"",
+                e.code.as_str(),
+                e.description.replace(['"', '\\'], "'")
+            ));
+        }
+        v
+    };
+    let refuse = |error: Option<OAuthError>| {
+        let header_value = challenge(error.as_ref());
+        let mut resp = match error {
+            Some(e) => e.into_response(),
+            None => OAuthError::new(
+                ErrorCode::InvalidToken,
+                "authorization required: send an access token from this gateway (Authorization: Bearer ...)",
+            )
+            .into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&header_value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    };
+    let Some(token) = bearer(&req) else {
+        return refuse(None);
+    };
+    let claims = match auth.keys.verify(token) {
+        Ok(c) => c,
+        Err(why) => return refuse(Some(OAuthError::new(ErrorCode::InvalidToken, why))),
+    };
+    if auth.is_revoked(&claims.fam) {
+        return refuse(Some(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token was revoked",
+        )));
+    }
+    let for_here = claims.aud == auth.audience_claim(&Audience::Gateway)
+        || claims.aud == auth.audience_claim(&Audience::Service(service.clone()));
+    if !for_here {
+        return refuse(Some(OAuthError::new(
+            ErrorCode::InvalidToken,
+            format!(
+                "the access token is for another resource; get one for {}",
+                auth.resource_url(&service)
+            ),
+        )));
+    }
+    if let Some(missing) = required.iter().find(|s| !claims.scopes().any(|c| c == s.as_str())) {
+        let e = OAuthError::new(
+            ErrorCode::InsufficientScope,
+            format!("the access token lacks the scope {missing:?} this service requires"),
+        );
+        let mut resp = refuse(Some(e));
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        return resp;
+    }
+    req.extensions_mut().insert(Principal {
+        user: claims.sub.clone(),
+        email: claims.email.clone(),
+        client_id: claims.client_id.clone(),
+        scopes: claims.scopes().map(String::from).collect(),
+    });
+    next.run(req).await
+}
+
+/// The bearer token of `Authorization: Bearer <token>` (scheme case-insensitive).
+/// Tokens in the query string are not accepted (RFC 9700 §2.5).
+fn bearer(req: &Request) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
