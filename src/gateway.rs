@@ -114,8 +114,11 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()
     });
 
     let shutdown = gw.shutdown.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await });
     let server = tokio::spawn(async move { server.await });
 
     gw.shutdown.cancelled().await;

@@ -24,7 +24,10 @@ async fn end_to_end_register_authorize_sign_in_consent_call_refresh_revoke() {
     // Discovery starts from a 401.
     let resp = mcp_status(&resource, None).await;
     assert_eq!(resp.status(), 401);
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
         challenge.starts_with(&format!(
             "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/a/mcp\""
@@ -75,7 +78,11 @@ async fn end_to_end_register_authorize_sign_in_consent_call_refresh_revoke() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "public clients revoke with client_id alone");
+    assert_eq!(
+        resp.status(),
+        200,
+        "public clients revoke with client_id alone"
+    );
     assert_eq!(mcp_status(&resource, Some(&access2)).await.status(), 401);
     assert_eq!(mcp_status(&resource, Some(&t.access)).await.status(), 401);
     let (status, body) = token(
@@ -156,11 +163,18 @@ async fn metadata_is_served_everywhere_clients_look() {
         .request(reqwest::Method::OPTIONS, format!("{base}/a/mcp"))
         .header("origin", "http://localhost:6274")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "preflight is not a 401: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "preflight is not a 401: {}",
+        resp.status()
+    );
     // And the 401 exposes WWW-Authenticate to browser code.
     let resp = common::http()
         .post(format!("{base}/a/mcp"))
@@ -176,7 +190,10 @@ async fn metadata_is_served_everywhere_clients_look() {
         .to_str()
         .unwrap()
         .to_ascii_lowercase();
-    assert!(exposed.contains("www-authenticate") && exposed.contains("mcp-session-id"), "{exposed}");
+    assert!(
+        exposed.contains("www-authenticate") && exposed.contains("mcp-session-id"),
+        "{exposed}"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +222,9 @@ async fn metadata_under_a_base_path_is_also_at_the_origin() {
         assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
     }
     let prm: Value = common::http()
-        .get(format!("{origin}/.well-known/oauth-protected-resource/gw/a/mcp"))
+        .get(format!(
+            "{origin}/.well-known/oauth-protected-resource/gw/a/mcp"
+        ))
         .send()
         .await
         .unwrap()
@@ -214,7 +233,13 @@ async fn metadata_under_a_base_path_is_also_at_the_origin() {
         .unwrap();
     assert_eq!(prm["resource"], format!("{issuer}/a/mcp"));
     // The whole flow works under the base path.
-    let t = tokens_for(&issuer, "bob@example.com", "pw-bob", Some(&format!("{issuer}/a/mcp"))).await;
+    let t = tokens_for(
+        &issuer,
+        "bob@example.com",
+        "pw-bob",
+        Some(&format!("{issuer}/a/mcp")),
+    )
+    .await;
     let mut mcp = Mcp::new(format!("{issuer}/a/mcp")).with_bearer(&t.access);
     mcp.initialize().await;
 }
@@ -234,14 +259,23 @@ async fn pkce_is_required_s256_only_and_checked() {
     assert_eq!(resp.status(), 302);
     let back = location(&resp);
     assert!(back.starts_with(REDIRECT));
-    assert_eq!(query_param(&back, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("invalid_request")
+    );
     assert_eq!(query_param(&back, "state").as_deref(), Some("s1"));
     assert_eq!(query_param(&back, "iss").as_deref(), Some(base.as_str()));
     // plain is refused.
     let resp = browser
-        .get(&format!("{url}&code_challenge={}&code_challenge_method=plain", p.challenge))
+        .get(&format!(
+            "{url}&code_challenge={}&code_challenge_method=plain",
+            p.challenge
+        ))
         .await;
-    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("invalid_request"));
+    assert_eq!(
+        query_param(&location(&resp), "error").as_deref(),
+        Some("invalid_request")
+    );
     // Wrong verifier at the token endpoint.
     let authorize = Authorize {
         base: &base,
@@ -253,7 +287,14 @@ async fn pkce_is_required_s256_only_and_checked() {
         state: "s2",
     }
     .url();
-    let back = sign_in_and_consent(&mut browser, &base, &authorize, "alice@example.com", "pw-alice").await;
+    let back = sign_in_and_consent(
+        &mut browser,
+        &base,
+        &authorize,
+        "alice@example.com",
+        "pw-alice",
+    )
+    .await;
     let code = query_param(&back, "code").unwrap();
     let other = pkce();
     let (status, body) = token(
@@ -301,7 +342,8 @@ async fn a_replayed_code_revokes_what_it_issued() {
         state: "s",
     }
     .url();
-    let back = sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
+    let back =
+        sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
     let code = query_param(&back, "code").unwrap();
     let form = [
         ("grant_type", "authorization_code"),
@@ -313,12 +355,19 @@ async fn a_replayed_code_revokes_what_it_issued() {
     let (status, first) = token(&base, &form).await;
     assert_eq!(status, 200);
     let access = first["access_token"].as_str().unwrap();
-    assert_eq!(mcp_status(&format!("{base}/a/mcp"), Some(access)).await.status(), 200);
+    assert_eq!(
+        mcp_status(&format!("{base}/a/mcp"), Some(access))
+            .await
+            .status(),
+        200
+    );
     let (status, body) = token(&base, &form).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert_eq!(
-        mcp_status(&format!("{base}/a/mcp"), Some(access)).await.status(),
+        mcp_status(&format!("{base}/a/mcp"), Some(access))
+            .await
+            .status(),
         401,
         "the first redemption's access token is revoked"
     );
@@ -384,7 +433,8 @@ async fn bad_clients_and_redirects_get_a_page_never_a_redirect() {
         state: "s",
     }
     .url();
-    let back = sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
+    let back =
+        sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
     let code = query_param(&back, "code").unwrap();
     let (status, body) = token(
         &base,
@@ -410,8 +460,15 @@ async fn tokens_are_bound_to_their_service() {
     let t = tokens_for(&base, "alice@example.com", "pw-alice", Some(&a)).await;
     assert_eq!(mcp_status(&a, Some(&t.access)).await.status(), 200);
     let resp = mcp_status(&b, Some(&t.access)).await;
-    assert_eq!(resp.status(), 401, "a token for /a/mcp is refused at /b/mcp");
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert_eq!(
+        resp.status(),
+        401,
+        "a token for /a/mcp is refused at /b/mcp"
+    );
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     // Legacy SSE of the same service accepts it.
     let resp = common::http()
@@ -427,7 +484,13 @@ async fn tokens_are_bound_to_their_service() {
     assert_eq!(mcp_status(&a, Some(&g.access)).await.status(), 200);
     assert_eq!(mcp_status(&b, Some(&g.access)).await.status(), 200);
     // ChatGPT adds a query string to the resource: still service a.
-    let q = tokens_for(&base, "alice@example.com", "pw-alice", Some(&format!("{a}?x=1"))).await;
+    let q = tokens_for(
+        &base,
+        "alice@example.com",
+        "pw-alice",
+        Some(&format!("{a}?x=1")),
+    )
+    .await;
     assert_eq!(mcp_status(&a, Some(&q.access)).await.status(), 200);
     assert_eq!(mcp_status(&b, Some(&q.access)).await.status(), 401);
     // An unknown resource is refused back to the client.
@@ -445,7 +508,10 @@ async fn tokens_are_bound_to_their_service() {
     }
     .url();
     let resp = browser.get(&url).await;
-    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("invalid_target"));
+    assert_eq!(
+        query_param(&location(&resp), "error").as_deref(),
+        Some("invalid_target")
+    );
 }
 
 #[tokio::test]
@@ -467,7 +533,10 @@ async fn require_resource_refuses_gateway_wide_tokens() {
     }
     .url();
     let resp = Browser::default().get(&url).await;
-    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("invalid_target"));
+    assert_eq!(
+        query_param(&location(&resp), "error").as_deref(),
+        Some("invalid_target")
+    );
 }
 
 #[tokio::test]
@@ -505,7 +574,9 @@ async fn refresh_reuse_within_grace_works_after_it_revokes_the_family() {
     let (s4, _) = refresh(second["refresh_token"].as_str().unwrap().to_string()).await;
     assert_eq!(s4, 400);
     assert_eq!(
-        mcp_status(&format!("{base}/a/mcp"), first["access_token"].as_str()).await.status(),
+        mcp_status(&format!("{base}/a/mcp"), first["access_token"].as_str())
+            .await
+            .status(),
         401
     );
 }
@@ -589,7 +660,11 @@ async fn forms_need_their_csrf_value_and_browser() {
     let resp = browser
         .post(
             &format!("{base}/login"),
-            &[("request", &request), ("email", "alice@example.com"), ("password", "pw-alice")],
+            &[
+                ("request", &request),
+                ("email", "alice@example.com"),
+                ("password", "pw-alice"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 403);
@@ -600,7 +675,12 @@ async fn forms_need_their_csrf_value_and_browser() {
     let resp = other
         .post(
             &format!("{base}/login"),
-            &[("request", &request), ("csrf", &csrf), ("email", "alice@example.com"), ("password", "pw-alice")],
+            &[
+                ("request", &request),
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("password", "pw-alice"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 403);
@@ -608,7 +688,12 @@ async fn forms_need_their_csrf_value_and_browser() {
     let resp = browser
         .post(
             &format!("{base}/login"),
-            &[("request", &request), ("csrf", &csrf), ("email", "alice@example.com"), ("password", "wrong")],
+            &[
+                ("request", &request),
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("password", "wrong"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 401);
@@ -618,7 +703,12 @@ async fn forms_need_their_csrf_value_and_browser() {
     let resp = browser
         .post(
             &format!("{base}/login"),
-            &[("request", &request), ("csrf", &field(&html, "csrf")), ("email", "alice@example.com"), ("password", "pw-alice")],
+            &[
+                ("request", &request),
+                ("csrf", &field(&html, "csrf")),
+                ("email", "alice@example.com"),
+                ("password", "pw-alice"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 302);
@@ -627,24 +717,52 @@ async fn forms_need_their_csrf_value_and_browser() {
     // cannot be framed.
     let page = browser.get(&consent).await;
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     let html = page.text().await.unwrap();
-    assert!(html.contains("Test Client") && html.contains("127.0.0.1:9") && html.contains("alice@example.com"), "{html}");
+    assert!(
+        html.contains("Test Client")
+            && html.contains("127.0.0.1:9")
+            && html.contains("alice@example.com"),
+        "{html}"
+    );
     // Consent without CSRF is refused; deny sends access_denied back.
     let resp = browser
-        .post(&format!("{base}/consent"), &[("request", &field(&html, "request")), ("decision", "approve")])
+        .post(
+            &format!("{base}/consent"),
+            &[
+                ("request", &field(&html, "request")),
+                ("decision", "approve"),
+            ],
+        )
         .await;
     assert_eq!(resp.status(), 403);
     let resp = browser
         .post(
             &format!("{base}/consent"),
-            &[("request", &field(&html, "request")), ("csrf", &field(&html, "csrf")), ("decision", "deny")],
+            &[
+                ("request", &field(&html, "request")),
+                ("csrf", &field(&html, "csrf")),
+                ("decision", "deny"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 302);
-    assert_eq!(query_param(&location(&resp), "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        query_param(&location(&resp), "error").as_deref(),
+        Some("access_denied")
+    );
     // Cookies: HttpOnly, SameSite; on plain-http loopback no Secure/__Host- (browsers would drop them).
-    assert!(browser.set_cookie_lines.iter().all(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax")));
+    assert!(
+        browser
+            .set_cookie_lines
+            .iter()
+            .all(|c| c.contains("HttpOnly") && c.contains("SameSite=Lax"))
+    );
 }
 
 #[tokio::test]
@@ -653,7 +771,16 @@ async fn consent_is_remembered_and_sign_in_is_shared_across_clients() {
     let base = gw.url.clone();
     let client = public_client(&base).await;
     let mut browser = Browser::default();
-    tokens_with(&base, &mut browser, &client, "alice@example.com", "pw-alice", None, None).await;
+    tokens_with(
+        &base,
+        &mut browser,
+        &client,
+        "alice@example.com",
+        "pw-alice",
+        None,
+        None,
+    )
+    .await;
     // Same browser, same client: no sign-in, no consent page: straight back with a code.
     let p = pkce();
     let url = Authorize {
@@ -668,7 +795,10 @@ async fn consent_is_remembered_and_sign_in_is_shared_across_clients() {
     .url();
     let resp = browser.get(&url).await;
     let back = location(&resp);
-    assert!(back.starts_with(REDIRECT) && back.contains("code="), "{back}");
+    assert!(
+        back.starts_with(REDIRECT) && back.contains("code="),
+        "{back}"
+    );
     // Another client: still signed in, but asked for consent.
     let (_, other) = register(&base, json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Other"})).await;
     let url = Authorize {
@@ -695,7 +825,11 @@ async fn registration_rules() {
         "http://client.example/cb",
         "data:text/html,x",
     ] {
-        let (status, body) = register(&base, json!({"redirect_uris": [bad], "token_endpoint_auth_method": "none"})).await;
+        let (status, body) = register(
+            &base,
+            json!({"redirect_uris": [bad], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
         assert_eq!(status, 400, "{bad}");
         assert_eq!(body["error"], "invalid_redirect_uri", "{bad}: {body}");
     }
@@ -715,10 +849,21 @@ async fn registration_rules() {
     // No auth method given: RFC 7591's default, client_secret_basic, with a secret.
     let (status, conf) = register(&base, json!({"redirect_uris": [REDIRECT]})).await;
     assert_eq!(status, 201);
-    let secret = conf["client_secret"].as_str().expect("a secret").to_string();
+    let secret = conf["client_secret"]
+        .as_str()
+        .expect("a secret")
+        .to_string();
     let id = conf["client_id"].as_str().unwrap().to_string();
     // A confidential client must authenticate at /token.
-    let (status, body) = token(&base, &[("grant_type", "refresh_token"), ("refresh_token", "mgr_x"), ("client_id", &id)]).await;
+    let (status, body) = token(
+        &base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "mgr_x"),
+            ("client_id", &id),
+        ],
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_client");
     let resp = no_redirects()
@@ -737,9 +882,17 @@ async fn registration_rules() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400, "authenticated; the grant itself is invalid");
+    assert_eq!(
+        resp.status(),
+        400,
+        "authenticated; the grant itself is invalid"
+    );
     // Unsupported grant types in registration.
-    let (status, body) = register(&base, json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]})).await;
+    let (status, body) = register(
+        &base,
+        json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_client_metadata");
 }
@@ -802,12 +955,28 @@ async fn insufficient_scope_is_403_with_the_scope_needed() {
     let t = tokens_for(&base, "alice@example.com", "pw-alice", None).await;
     let resp = mcp_status(&b, Some(&t.access)).await;
     assert_eq!(resp.status(), 403);
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
-    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp admin\""), "{challenge}");
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"mcp admin\""),
+        "{challenge}"
+    );
     // Step up: ask for both.
     let client = public_client(&base).await;
     let mut browser = Browser::default();
-    let t = tokens_with(&base, &mut browser, &client, "alice@example.com", "pw-alice", None, Some("mcp admin")).await;
+    let t = tokens_with(
+        &base,
+        &mut browser,
+        &client,
+        "alice@example.com",
+        "pw-alice",
+        None,
+        Some("mcp admin"),
+    )
+    .await;
     assert_eq!(mcp_status(&b, Some(&t.access)).await.status(), 200);
 }
 
@@ -823,7 +992,11 @@ async fn a_session_is_only_usable_by_the_person_who_opened_it() {
     assert_eq!(mcp.ping_status().await, 200);
     let mut stolen = Mcp::new(a).with_bearer(&bob.access);
     stolen.session = mcp.session.clone();
-    assert_eq!(stolen.ping_status().await, 404, "bob gets 'unknown session'");
+    assert_eq!(
+        stolen.ping_status().await,
+        404,
+        "bob gets 'unknown session'"
+    );
     assert_eq!(stolen.delete().await, 404);
     assert_eq!(mcp.ping_status().await, 200, "alice's session is untouched");
 }
@@ -843,10 +1016,19 @@ async fn clients_tokens_and_keys_survive_a_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _gw = gateway_at(config, &[], &addr).await;
     // The access token still verifies (same key), the refresh token still works.
-    assert_eq!(mcp_status(&format!("{base}/a/mcp"), Some(&t.access)).await.status(), 200);
+    assert_eq!(
+        mcp_status(&format!("{base}/a/mcp"), Some(&t.access))
+            .await
+            .status(),
+        200
+    );
     let (status, body) = token(
         &base,
-        &[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", &t.client_id),
+        ],
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -883,7 +1065,12 @@ async fn password_attempts_are_limited() {
         let resp = browser
             .post(
                 &format!("{base}/login"),
-                &[("request", &field(&html, "request")), ("csrf", &field(&html, "csrf")), ("email", "alice@example.com"), ("password", "guess")],
+                &[
+                    ("request", &field(&html, "request")),
+                    ("csrf", &field(&html, "csrf")),
+                    ("email", "alice@example.com"),
+                    ("password", "guess"),
+                ],
             )
             .await;
         statuses.push(resp.status().as_u16());
@@ -928,7 +1115,8 @@ async fn client_metadata_documents_work_when_allowed_for_development() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let doc_url = format!("http://{}/client.json", listener.local_addr().unwrap());
     let doc = json!({"client_id": doc_url, "client_name": "Metadata Client", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
-    let app = axum::Router::new().route("/client.json", get(move || async move { axum::Json(doc) }));
+    let app =
+        axum::Router::new().route("/client.json", get(move || async move { axum::Json(doc) }));
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
 
     let mut auth = local_auth("memory");
@@ -936,6 +1124,20 @@ async fn client_metadata_documents_work_when_allowed_for_development() {
     let gw = gateway(config_with(auth)).await;
     let base = gw.url.clone();
     let mut browser = Browser::default();
-    let t = tokens_with(&base, &mut browser, &doc_url, "alice@example.com", "pw-alice", None, None).await;
-    assert_eq!(mcp_status(&format!("{base}/a/mcp"), Some(&t.access)).await.status(), 200);
+    let t = tokens_with(
+        &base,
+        &mut browser,
+        &doc_url,
+        "alice@example.com",
+        "pw-alice",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        mcp_status(&format!("{base}/a/mcp"), Some(&t.access))
+            .await
+            .status(),
+        200
+    );
 }

@@ -125,10 +125,7 @@ impl Auth {
         if client.kind != ClientKind::Registered {
             return;
         }
-        let Ok(Some(mut record)) = self
-            .store
-            .get::<RegisteredClient>(client.id.as_str())
-            .await
+        let Ok(Some(mut record)) = self.store.get::<RegisteredClient>(client.id.as_str()).await
         else {
             return;
         };
@@ -197,7 +194,11 @@ pub async fn register(
         .into_response();
     }
     if body.len() > 64 * 1024 {
-        return OAuthError::new(ErrorCode::InvalidClientMetadata, "client metadata is too large (over 64 KiB)").into_response();
+        return OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            "client metadata is too large (over 64 KiB)",
+        )
+        .into_response();
     }
     let req: RegistrationRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

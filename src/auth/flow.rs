@@ -11,6 +11,10 @@
 //! (its cookie's hash), so a request link sent to someone else is useless. Every
 //! form carries a CSRF value whose hash the request holds; both must match.
 
+// Handlers return early with a ready page as their error: boxing it would only
+// add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -61,7 +65,9 @@ pub async fn authorize(
             return web::error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid authorization request",
-                &format!("The application sent a malformed request ({e}). Try connecting again; if it keeps happening, report it to the application's developers."),
+                &format!(
+                    "The application sent a malformed request ({e}). Try connecting again; if it keeps happening, report it to the application's developers."
+                ),
             );
         }
     };
@@ -79,7 +85,10 @@ pub async fn authorize(
             return web::error_page(
                 StatusCode::BAD_REQUEST,
                 "Unknown application",
-                &format!("This gateway does not know the application that sent you here: {}", e.description),
+                &format!(
+                    "This gateway does not know the application that sent you here: {}",
+                    e.description
+                ),
             );
         }
     };
@@ -104,7 +113,12 @@ pub async fn authorize(
     // Stage 2: errors go back to the client.
     let state = q.state.clone();
     let fail = |code: ErrorCode, description: String| {
-        redirect_error(&auth, &redirect_uri, state.as_deref(), OAuthError::new(code, description))
+        redirect_error(
+            &auth,
+            &redirect_uri,
+            state.as_deref(),
+            OAuthError::new(code, description),
+        )
     };
     if q.response_type.as_deref() != Some("code") {
         return fail(
@@ -131,7 +145,10 @@ pub async fn authorize(
         );
     }
     if state.as_ref().is_some_and(|s| s.len() > 2048) {
-        return fail(ErrorCode::InvalidRequest, "state is too long (over 2048 bytes)".into());
+        return fail(
+            ErrorCode::InvalidRequest,
+            "state is too long (over 2048 bytes)".into(),
+        );
     }
     let audience = match q.resource.as_deref() {
         Some(r) => match auth.parse_resource(r) {
@@ -179,8 +196,14 @@ pub async fn authorize(
         csrf: String::new(),
         upstream: None,
     };
-    let force_login = q.prompt.as_deref().is_some_and(|p| p.split(' ').any(|p| p == "login"));
-    let force_consent = q.prompt.as_deref().is_some_and(|p| p.split(' ').any(|p| p == "consent"));
+    let force_login = q
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|p| p == "login"));
+    let force_consent = q
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|p| p == "consent"));
     let mut resp = 'next: {
         if !force_login
             && let Some(session) = signed_in(&auth, &browser).await
@@ -239,7 +262,10 @@ async fn after_sign_in(
             .await
         && pending.scope.iter().all(|s| consent.scope.contains(s))
     {
-        let _ = auth.store.delete::<PendingAuthorization>(&request.hash().to_hex()).await;
+        let _ = auth
+            .store
+            .delete::<PendingAuthorization>(&request.hash().to_hex())
+            .await;
         return issue_code(auth, &pending, session).await;
     }
     if let Err(r) = save_pending(auth, request, &pending).await {
@@ -248,7 +274,11 @@ async fn after_sign_in(
     found(&auth.url(&format!("/consent?request={}", request.reveal())))
 }
 
-async fn issue_code(auth: &Auth, pending: &PendingAuthorization, session: &BrowserSession) -> Response {
+async fn issue_code(
+    auth: &Auth,
+    pending: &PendingAuthorization,
+    session: &BrowserSession,
+) -> Response {
     let code = Token::<AuthorizationCode>::generate();
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),
@@ -262,7 +292,11 @@ async fn issue_code(auth: &Auth, pending: &PendingAuthorization, session: &Brows
     };
     if let Err(e) = auth
         .store
-        .put(&code.hash().to_hex(), &grant, Some(SystemTime::now() + CODE_TTL))
+        .put(
+            &code.hash().to_hex(),
+            &grant,
+            Some(SystemTime::now() + CODE_TTL),
+        )
         .await
     {
         tracing::error!("cannot store an authorization code: {e}");
@@ -280,12 +314,18 @@ async fn issue_code(auth: &Auth, pending: &PendingAuthorization, session: &Brows
     );
     match redirect::build(
         &pending.redirect_uri,
-        Outcome::Code { code: code.reveal() },
+        Outcome::Code {
+            code: code.reveal(),
+        },
         pending.state.as_deref(),
         &auth.issuer,
     ) {
         Some(url) => found(url.as_str()),
-        None => web::error_page(StatusCode::BAD_REQUEST, "Invalid redirect URI", "The application's redirect URI cannot be used."),
+        None => web::error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid redirect URI",
+            "The application's redirect URI cannot be used.",
+        ),
     }
 }
 
@@ -316,7 +356,11 @@ async fn render_login(
     status: StatusCode,
 ) -> Response {
     if !matches!(auth.login, Login::Local(_)) {
-        return web::error_page(StatusCode::NOT_FOUND, "Not found", "This gateway signs people in with its identity provider, not a password form.");
+        return web::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This gateway signs people in with its identity provider, not a password form.",
+        );
     }
     let csrf = Token::<Csrf>::generate();
     pending.csrf = csrf.hash().to_hex();
@@ -339,7 +383,12 @@ async fn render_login(
             escape(&auth.url("/login")),
             hidden("request", request.reveal()),
             hidden("csrf", csrf.reveal()),
-            escape(pending.client_name.as_deref().unwrap_or(pending.client_id.as_str())),
+            escape(
+                pending
+                    .client_name
+                    .as_deref()
+                    .unwrap_or(pending.client_id.as_str())
+            ),
         ),
     )
 }
@@ -373,12 +422,23 @@ pub async fn login_submit(
         return r;
     }
     let Login::Local(users) = &auth.login else {
-        return web::error_page(StatusCode::NOT_FOUND, "Not found", "No password sign-in here.");
+        return web::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No password sign-in here.",
+        );
     };
     let email = form.email.unwrap_or_default().trim().to_ascii_lowercase();
     let password = form.password.unwrap_or_default();
     if auth.limits.login_account.check(&email).is_err() {
-        return render_login(&auth, &request, pending, Some("Too many failed attempts for this account. Wait 15 minutes and try again."), StatusCode::TOO_MANY_REQUESTS).await;
+        return render_login(
+            &auth,
+            &request,
+            pending,
+            Some("Too many failed attempts for this account. Wait 15 minutes and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
     }
     let user = users.iter().find(|u| u.email == email).cloned();
     // Unknown users cost the same hash as known ones, so timing does not tell
@@ -392,7 +452,14 @@ pub async fn login_submit(
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(peer = %peer.ip(), "failed password sign-in");
-        return render_login(&auth, &request, pending, Some("Wrong email or password."), StatusCode::UNAUTHORIZED).await;
+        return render_login(
+            &auth,
+            &request,
+            pending,
+            Some("Wrong email or password."),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
     };
     auth.limits.login_account.reset(&email);
     let identity = Identity {
@@ -431,26 +498,50 @@ pub async fn callback(
         Err(r) => return r,
     };
     let Login::Upstream(provider) = &auth.login else {
-        return web::error_page(StatusCode::NOT_FOUND, "Not found", "No identity provider here.");
+        return web::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No identity provider here.",
+        );
     };
     if let Some(error) = q.error.as_deref() {
-        let _ = auth.store.delete::<PendingAuthorization>(&request.hash().to_hex()).await;
-        tracing::info!(error = error.chars().take(64).collect::<String>(), "the identity provider refused the sign-in");
+        let _ = auth
+            .store
+            .delete::<PendingAuthorization>(&request.hash().to_hex())
+            .await;
+        tracing::info!(
+            error = error.chars().take(64).collect::<String>(),
+            "the identity provider refused the sign-in"
+        );
         return redirect_error(
             &auth,
             &pending.redirect_uri,
             pending.state.as_deref(),
-            OAuthError::new(ErrorCode::AccessDenied, "sign-in was cancelled or refused at the identity provider"),
+            OAuthError::new(
+                ErrorCode::AccessDenied,
+                "sign-in was cancelled or refused at the identity provider",
+            ),
         );
     }
     let (Some(code), Some(upstream)) = (q.code.as_deref(), pending.upstream.clone()) else {
-        return web::error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "The identity provider's answer has no code. Connect again from your application.");
+        return web::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The identity provider's answer has no code. Connect again from your application.",
+        );
     };
     let Ok(upstream) = serde_json::from_value(upstream) else {
-        return web::error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "This sign-in cannot be finished. Connect again from your application.");
+        return web::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "This sign-in cannot be finished. Connect again from your application.",
+        );
     };
     // The request is single-use from here: a replayed callback finds nothing.
-    let _ = auth.store.delete::<PendingAuthorization>(&request.hash().to_hex()).await;
+    let _ = auth
+        .store
+        .delete::<PendingAuthorization>(&request.hash().to_hex())
+        .await;
     let identity = match provider.finish(&callback_url(&auth), code, upstream).await {
         Ok(i) => i,
         Err(e) => {
@@ -474,12 +565,22 @@ async fn signed_in_now(
     identity: Identity,
 ) -> Response {
     if let Err(why) = allowed(&auth.settings.policy, &identity) {
-        let _ = auth.store.delete::<PendingAuthorization>(&request.hash().to_hex()).await;
-        tracing::info!(email = identity.email.as_str(), provider = identity.provider.as_str(), "sign-in refused by the access policy");
+        let _ = auth
+            .store
+            .delete::<PendingAuthorization>(&request.hash().to_hex())
+            .await;
+        tracing::info!(
+            email = identity.email.as_str(),
+            provider = identity.provider.as_str(),
+            "sign-in refused by the access policy"
+        );
         return web::error_page(
             StatusCode::FORBIDDEN,
             "Access denied",
-            &format!("{} is signed in, but {why}. Ask the gateway's administrator for access.", identity.email),
+            &format!(
+                "{} is signed in, but {why}. Ask the gateway's administrator for access.",
+                identity.email
+            ),
         );
     }
     let session = BrowserSession {
@@ -490,17 +591,29 @@ async fn signed_in_now(
     let browser = Token::<Browser>::generate();
     if let Err(e) = auth
         .store
-        .put(&browser.hash().to_hex(), &session, Some(SystemTime::now() + auth.settings.login_ttl))
+        .put(
+            &browser.hash().to_hex(),
+            &session,
+            Some(SystemTime::now() + auth.settings.login_ttl),
+        )
         .await
     {
         tracing::error!("cannot store a browser session: {e}");
-        return web::error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "The gateway's store is unavailable; try again shortly.");
+        return web::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in failed",
+            "The gateway's store is unavailable; try again shortly.",
+        );
     }
     let _ = auth.store.delete::<BrowserSession>(&pending.browser).await;
     pending.browser = browser.hash().to_hex();
     tracing::info!(user = session.user.as_str(), "signed in");
     let mut resp = after_sign_in(auth, request, pending, &session, false).await;
-    if let Ok(v) = HeaderValue::from_str(&auth.cookie(BROWSER_COOKIE, browser.reveal(), auth.settings.login_ttl)) {
+    if let Ok(v) = HeaderValue::from_str(&auth.cookie(
+        BROWSER_COOKIE,
+        browser.reveal(),
+        auth.settings.login_ttl,
+    )) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -518,7 +631,11 @@ pub async fn consent_page(
         Err(r) => return r,
     };
     let Some(session) = signed_in(&auth, &pending.browser).await else {
-        return web::error_page(StatusCode::UNAUTHORIZED, "Signed out", "Your sign-in has expired. Connect again from your application.");
+        return web::error_page(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your sign-in has expired. Connect again from your application.",
+        );
     };
     let csrf = Token::<Csrf>::generate();
     pending.csrf = csrf.hash().to_hex();
@@ -537,7 +654,10 @@ pub async fn consent_page(
             format!("all services of this gateway ({})", names.join(", "))
         }
     };
-    let name = pending.client_name.as_deref().unwrap_or(pending.client_id.as_str());
+    let name = pending
+        .client_name
+        .as_deref()
+        .unwrap_or(pending.client_id.as_str());
     web::page(
         StatusCode::OK,
         "Allow access?",
@@ -578,10 +698,17 @@ pub async fn consent_submit(
         return r;
     }
     let Some(session) = signed_in(&auth, &pending.browser).await else {
-        return web::error_page(StatusCode::UNAUTHORIZED, "Signed out", "Your sign-in has expired. Connect again from your application.");
+        return web::error_page(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your sign-in has expired. Connect again from your application.",
+        );
     };
     // Single use: whichever way the decision goes, this request is done.
-    let _ = auth.store.delete::<PendingAuthorization>(&request.hash().to_hex()).await;
+    let _ = auth
+        .store
+        .delete::<PendingAuthorization>(&request.hash().to_hex())
+        .await;
     if form.decision.as_deref() != Some("approve") {
         return redirect_error(
             &auth,
@@ -599,7 +726,11 @@ pub async fn consent_submit(
     };
     if let Err(e) = auth
         .store
-        .put(&Consent::key(&session.user, &pending.client_id), &consent, None)
+        .put(
+            &Consent::key(&session.user, &pending.client_id),
+            &consent,
+            None,
+        )
         .await
     {
         tracing::error!("cannot store a consent: {e}");
@@ -612,7 +743,11 @@ pub async fn logout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Respon
     if let Some(b) = browser_cookie(&auth, &headers) {
         let _ = auth.store.delete::<BrowserSession>(&b).await;
     }
-    let mut resp = web::page(StatusCode::OK, "Signed out", "<h1>Signed out</h1><p>You are signed out of the gateway in this browser.</p>");
+    let mut resp = web::page(
+        StatusCode::OK,
+        "Signed out",
+        "<h1>Signed out</h1><p>You are signed out of the gateway in this browser.</p>",
+    );
     if let Ok(v) = HeaderValue::from_str(&auth.cookie(BROWSER_COOKIE, "", Duration::ZERO)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -648,7 +783,11 @@ pub fn allowed(policy: &AccessPolicy, id: &Identity) -> Result<(), String> {
     if domain.is_some_and(|d| policy.domains.contains(&d.to_ascii_lowercase())) {
         return Ok(());
     }
-    if id.orgs.iter().any(|o| policy.orgs.contains(&o.to_ascii_lowercase())) {
+    if id
+        .orgs
+        .iter()
+        .any(|o| policy.orgs.contains(&o.to_ascii_lowercase()))
+    {
         return Ok(());
     }
     if id.groups.iter().any(|g| policy.groups.contains(g)) {
@@ -676,16 +815,32 @@ fn browser_cookie(auth: &Auth, headers: &HeaderMap) -> Option<String> {
 }
 
 async fn signed_in(auth: &Auth, browser: &str) -> Option<BrowserSession> {
-    auth.store.get::<BrowserSession>(browser).await.ok().flatten()
+    auth.store
+        .get::<BrowserSession>(browser)
+        .await
+        .ok()
+        .flatten()
 }
 
-async fn save_pending(auth: &Auth, request: &Token<LoginState>, pending: &PendingAuthorization) -> Result<(), Response> {
+async fn save_pending(
+    auth: &Auth,
+    request: &Token<LoginState>,
+    pending: &PendingAuthorization,
+) -> Result<(), Response> {
     auth.store
-        .put(&request.hash().to_hex(), pending, Some(SystemTime::now() + REQUEST_TTL))
+        .put(
+            &request.hash().to_hex(),
+            pending,
+            Some(SystemTime::now() + REQUEST_TTL),
+        )
         .await
         .map_err(|e| {
             tracing::error!("cannot store an authorization request: {e}");
-            web::error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "The gateway's store is unavailable; try again shortly.")
+            web::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "The gateway's store is unavailable; try again shortly.",
+            )
         })
 }
 
@@ -738,9 +893,18 @@ fn check_csrf(pending: &PendingAuthorization, presented: Option<&str>) -> Result
 }
 
 fn redirect_error(auth: &Auth, target: &str, state: Option<&str>, error: OAuthError) -> Response {
-    match redirect::build(target, Outcome::Error { error: &error }, state, &auth.issuer) {
+    match redirect::build(
+        target,
+        Outcome::Error { error: &error },
+        state,
+        &auth.issuer,
+    ) {
         Some(url) => found(url.as_str()),
-        None => web::error_page(StatusCode::BAD_REQUEST, "Authorization failed", &error.description),
+        None => web::error_page(
+            StatusCode::BAD_REQUEST,
+            "Authorization failed",
+            &error.description,
+        ),
     }
 }
 
@@ -771,8 +935,7 @@ fn redirect_host(uri: &str) -> String {
 
 pub fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 #[allow(dead_code)]

@@ -256,7 +256,9 @@ async fn code_grant(
         .await
         .map_err(store_failed)?;
     if grant.client_id != client.id {
-        return Err(invalid("the authorization code was issued to another client"));
+        return Err(invalid(
+            "the authorization code was issued to another client",
+        ));
     }
     match form.redirect_uri.as_deref() {
         Some(r) if r == grant.redirect_uri => {}
@@ -272,10 +274,12 @@ async fn code_grant(
             ));
         }
     }
-    let verifier = form
-        .code_verifier
-        .as_deref()
-        .ok_or_else(|| err(ErrorCode::InvalidRequest, "code_verifier is required (PKCE)"))?;
+    let verifier = form.code_verifier.as_deref().ok_or_else(|| {
+        err(
+            ErrorCode::InvalidRequest,
+            "code_verifier is required (PKCE)",
+        )
+    })?;
     if !is_pkce_value(verifier) {
         return Err(err(
             ErrorCode::InvalidRequest,

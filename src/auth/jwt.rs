@@ -70,7 +70,9 @@ const CACHE_MAX: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the token signing key in the store cannot be used ({0}); delete the signing_key records to make a new one")]
+    #[error(
+        "the token signing key in the store cannot be used ({0}); delete the signing_key records to make a new one"
+    )]
     BadStoredKey(String),
     #[error("cannot create a token signing key: {0}")]
     Generate(String),
@@ -274,11 +276,15 @@ mod tests {
     #[tokio::test]
     async fn issue_verify_and_refuse() {
         let store = Store::memory();
-        let keys = Keys::load_or_create(&store, "https://gw.example").await.unwrap();
+        let keys = Keys::load_or_create(&store, "https://gw.example")
+            .await
+            .unwrap();
         let t = keys.issue(&claims(now_unix() + 60)).unwrap();
         assert_eq!(keys.verify(&t).unwrap().email, "a@example.com");
         // same key, another issuer
-        let other = Keys::load_or_create(&store, "https://other.example").await.unwrap();
+        let other = Keys::load_or_create(&store, "https://other.example")
+            .await
+            .unwrap();
         assert!(other.verify(&t).is_err());
         // expired
         let t = keys.issue(&claims(now_unix() - 60)).unwrap();
@@ -287,7 +293,10 @@ mod tests {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(keys.signing_kid.clone());
         let plain = jsonwebtoken::encode(&header, &claims(now_unix() + 60), &keys.signing).unwrap();
-        assert_eq!(keys.verify(&plain).unwrap_err(), "the token is not an access token");
+        assert_eq!(
+            keys.verify(&plain).unwrap_err(),
+            "the token is not an access token"
+        );
         // tampered payload
         let good = keys.issue(&claims(now_unix() + 60)).unwrap();
         let mut parts: Vec<&str> = good.split('.').collect();
@@ -296,11 +305,15 @@ mod tests {
         parts[1] = &forged;
         assert!(keys.verify(&parts.join(".")).is_err());
         // the key persists: a second load verifies the first's tokens
-        let again = Keys::load_or_create(&store, "https://gw.example").await.unwrap();
+        let again = Keys::load_or_create(&store, "https://gw.example")
+            .await
+            .unwrap();
         assert!(again.verify(&good).is_ok());
         // rotation: old tokens still verify, new ones use a new kid
         rotate(&store).await.unwrap();
-        let rotated = Keys::load_or_create(&store, "https://gw.example").await.unwrap();
+        let rotated = Keys::load_or_create(&store, "https://gw.example")
+            .await
+            .unwrap();
         assert!(rotated.verify(&good).is_ok());
         assert_ne!(rotated.signing_kid, keys.signing_kid);
         assert_eq!(rotated.jwks().keys.len(), 2);

@@ -258,7 +258,10 @@ impl Auth {
             .route("/authorize", get(flow::authorize))
             .route("/login", get(flow::login_page).post(flow::login_submit))
             .route("/oauth/callback", get(flow::callback))
-            .route("/consent", get(flow::consent_page).post(flow::consent_submit))
+            .route(
+                "/consent",
+                get(flow::consent_page).post(flow::consent_submit),
+            )
             .route("/logout", post(flow::logout))
             .route("/token", post(grant::token))
             .route("/revoke", post(grant::revoke))
@@ -384,7 +387,11 @@ impl Auth {
             Ok(None) => {}
             Err(e) => tracing::error!("cannot record a token revocation: {e}"),
         }
-        tracing::info!(family = family.as_str(), reason = why, "token family revoked");
+        tracing::info!(
+            family = family.as_str(),
+            reason = why,
+            "token family revoked"
+        );
     }
 
     /// Families live as long as their longest possible refresh chain link.

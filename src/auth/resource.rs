@@ -20,7 +20,11 @@ use super::metadata::resource_metadata_url;
 use super::{Audience, Principal};
 use crate::gateway::Gateway;
 
-pub async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(gw): State<Arc<Gateway>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(auth) = gw.auth.as_ref() else {
         return next.run(req).await;
     };
@@ -89,7 +93,10 @@ pub async fn authenticate(State(gw): State<Arc<Gateway>>, mut req: Request, next
             ),
         )));
     }
-    if let Some(missing) = required.iter().find(|s| !claims.scopes().any(|c| c == s.as_str())) {
+    if let Some(missing) = required
+        .iter()
+        .find(|s| !claims.scopes().any(|c| c == s.as_str()))
+    {
         let e = OAuthError::new(
             ErrorCode::InsufficientScope,
             format!("the access token lacks the scope {missing:?} this service requires"),

@@ -328,7 +328,11 @@ pub struct StaticClient {
 }
 
 impl AuthConfig {
-    pub(super) fn validate(self, base_url: Option<&Url>, problems: &mut Vec<Problem>) -> Option<AuthSettings> {
+    pub(super) fn validate(
+        self,
+        base_url: Option<&Url>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<AuthSettings> {
         let before = problems.len();
         if let Some(b) = base_url
             && b.scheme() != "https"
@@ -349,7 +353,10 @@ impl AuthConfig {
         };
         let callback = base_url.map(|b| {
             let mut u = b.clone();
-            u.set_path(&format!("{}/oauth/callback", b.path().trim_end_matches('/')));
+            u.set_path(&format!(
+                "{}/oauth/callback",
+                b.path().trim_end_matches('/')
+            ));
             u.to_string()
         });
         let mut check_redirect = |field: &str, given: &Option<String>| {
@@ -358,7 +365,9 @@ impl AuthConfig {
             {
                 problem(
                     field,
-                    format!("is {given:?} but mcpgate receives sign-ins at {expected:?}; register that URL at the identity provider and set it here (or remove this field)"),
+                    format!(
+                        "is {given:?} but mcpgate receives sign-ins at {expected:?}; register that URL at the identity provider and set it here (or remove this field)"
+                    ),
                 );
             }
         };
@@ -367,17 +376,24 @@ impl AuthConfig {
             IdpConfig::Local(local) => {
                 let mut users = Vec::new();
                 if local.users.is_empty() {
-                    problem("idp.users", "the local provider needs at least one user".into());
+                    problem(
+                        "idp.users",
+                        "the local provider needs at least one user".into(),
+                    );
                 }
                 for (i, u) in local.users.into_iter().enumerate() {
                     let email = u.email.trim().to_ascii_lowercase();
                     if !email.contains('@') {
-                        problem(&format!("idp.users[{i}].email"), format!("{:?} is not an email address", u.email));
+                        problem(
+                            &format!("idp.users[{i}].email"),
+                            format!("{:?} is not an email address", u.email),
+                        );
                     }
                     if !password::is_valid_hash(&u.password_hash) {
                         problem(
                             &format!("idp.users[{i}].passwordHash"),
-                            "is not an argon2id hash; create one with `mcpgate hash-password`".into(),
+                            "is not an argon2id hash; create one with `mcpgate hash-password`"
+                                .into(),
                         );
                     }
                     users.push(LocalUser {
@@ -393,7 +409,9 @@ impl AuthConfig {
             IdpConfig::Google(g) => {
                 check_redirect("idp.redirectUri", &g.redirect_uri);
                 IdpSettings::Google {
-                    issuer: g.issuer.unwrap_or_else(|| "https://accounts.google.com".into()),
+                    issuer: g
+                        .issuer
+                        .unwrap_or_else(|| "https://accounts.google.com".into()),
                     client_id: g.client_id,
                     client_secret: Secret(g.client_secret),
                 }
@@ -406,8 +424,12 @@ impl AuthConfig {
                     .trim_end_matches("/.well-known/openid-configuration")
                     .to_string();
                 match Url::parse(&issuer) {
-                    Ok(u) if u.scheme() == "https" || u.host_str().is_some_and(is_loopback_host) => {}
-                    _ => problem("idp.issuer", format!("{:?} is not an https issuer URL", o.issuer)),
+                    Ok(u)
+                        if u.scheme() == "https" || u.host_str().is_some_and(is_loopback_host) => {}
+                    _ => problem(
+                        "idp.issuer",
+                        format!("{:?} is not an https issuer URL", o.issuer),
+                    ),
                 }
                 IdpSettings::Oidc {
                     issuer,
@@ -426,18 +448,41 @@ impl AuthConfig {
                 IdpSettings::Github {
                     client_id: g.client_id,
                     client_secret: Secret(g.client_secret),
-                    web_url: g.web_url.unwrap_or_else(|| "https://github.com".into()).trim_end_matches('/').into(),
-                    api_url: g.api_url.unwrap_or_else(|| "https://api.github.com".into()).trim_end_matches('/').into(),
+                    web_url: g
+                        .web_url
+                        .unwrap_or_else(|| "https://github.com".into())
+                        .trim_end_matches('/')
+                        .into(),
+                    api_url: g
+                        .api_url
+                        .unwrap_or_else(|| "https://api.github.com".into())
+                        .trim_end_matches('/')
+                        .into(),
                     read_orgs: !self.allowed_orgs.is_empty(),
                 }
             }
         };
         match &idp {
-            IdpSettings::Google { client_id, client_secret, .. }
-            | IdpSettings::Oidc { client_id, client_secret, .. }
-            | IdpSettings::Github { client_id, client_secret, .. } => {
+            IdpSettings::Google {
+                client_id,
+                client_secret,
+                ..
+            }
+            | IdpSettings::Oidc {
+                client_id,
+                client_secret,
+                ..
+            }
+            | IdpSettings::Github {
+                client_id,
+                client_secret,
+                ..
+            } => {
                 if client_id.trim().is_empty() {
-                    problem("idp.clientId", "is empty; set the OAuth client id the identity provider gave you".into());
+                    problem(
+                        "idp.clientId",
+                        "is empty; set the OAuth client id the identity provider gave you".into(),
+                    );
                 }
                 if client_secret.expose().is_empty() {
                     problem("idp.clientSecret", "is empty; set the client secret the identity provider gave you (best as {\"$env\": \"VAR\"})".into());
@@ -445,7 +490,11 @@ impl AuthConfig {
             }
             IdpSettings::Local { .. } => {}
         }
-        let lower = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>();
+        let lower = |v: Vec<String>| {
+            v.into_iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        };
         let policy = AccessPolicy {
             domains: lower(self.allowed_domains),
             emails: lower(self.allowed_emails),
@@ -473,18 +522,30 @@ impl AuthConfig {
         let mut clients = Vec::new();
         for (i, c) in self.clients.into_iter().enumerate() {
             if c.client_id.trim().is_empty() || c.client_id.len() > 200 {
-                problem(&format!("clients[{i}].clientId"), "must be 1-200 characters".into());
+                problem(
+                    &format!("clients[{i}].clientId"),
+                    "must be 1-200 characters".into(),
+                );
             }
             if c.redirect_uris.is_empty() {
-                problem(&format!("clients[{i}].redirectUris"), "needs at least one redirect URI".into());
+                problem(
+                    &format!("clients[{i}].redirectUris"),
+                    "needs at least one redirect URI".into(),
+                );
             }
             for (j, r) in c.redirect_uris.iter().enumerate() {
                 if let Err(e) = crate::auth::redirect::RedirectUri::register(r) {
-                    problem(&format!("clients[{i}].redirectUris[{j}]"), e.description.to_string());
+                    problem(
+                        &format!("clients[{i}].redirectUris[{j}]"),
+                        e.description.to_string(),
+                    );
                 }
             }
             if c.secret_is_weak() {
-                problem(&format!("clients[{i}].clientSecret"), "must be at least 16 characters".into());
+                problem(
+                    &format!("clients[{i}].clientSecret"),
+                    "must be at least 16 characters".into(),
+                );
             }
             clients.push(StaticClient {
                 client_id: c.client_id,

@@ -271,8 +271,17 @@ impl ServiceConfig {
             self.required_scopes
         };
         for s in &scopes {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-                problem("requiredScopes", format!("{s:?} is not a valid OAuth scope (printable ASCII without spaces, quotes or backslashes)"));
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                problem(
+                    "requiredScopes",
+                    format!(
+                        "{s:?} is not a valid OAuth scope (printable ASCII without spaces, quotes or backslashes)"
+                    ),
+                );
             }
         }
         if problems.len() > before {

@@ -60,7 +60,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/{service}/sse/", get(sse::connect))
         .route("/{service}/message", post(sse::message))
         // Layers run bottom-up: edge (step 2) first, then authentication (step 3).
-        .layer(from_fn_with_state(gw.clone(), crate::auth::resource::authenticate))
+        .layer(from_fn_with_state(
+            gw.clone(),
+            crate::auth::resource::authenticate,
+        ))
         .layer(from_fn_with_state(gw.clone(), edge::check));
     let ops = Router::new()
         .route("/health", get(health::health))

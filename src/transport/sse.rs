@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -27,7 +27,14 @@ pub async fn connect(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), true, caller(&principal).cloned()).await {
+    let session = match Session::open(
+        svc.clone(),
+        gw.sessions.clone(),
+        true,
+        caller(&principal).cloned(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             let status = match e {
@@ -98,7 +105,11 @@ pub async fn message(
             "Bad Request: the sessionId query parameter is required (use the endpoint URL from the SSE stream)",
         );
     };
-    let Some(session) = gw.sessions.get(&sid, &svc.name, caller(&principal)).filter(|s| s.legacy) else {
+    let Some(session) = gw
+        .sessions
+        .get(&sid, &svc.name, caller(&principal))
+        .filter(|s| s.legacy)
+    else {
         return reply::unknown_session();
     };
     let incoming = match read_jsonrpc(&headers, body, gw.settings.max_body_bytes).await {

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -16,9 +16,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 
 use super::{SUPPORTED_VERSIONS, reply};
+use crate::auth::{Principal, UserId};
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, Incoming, code};
-use crate::auth::{Principal, UserId};
 use crate::service::Service;
 use crate::session::{OpenError, Outgoing, Session, StreamReceiver, SubmitError};
 

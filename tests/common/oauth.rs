@@ -293,7 +293,16 @@ pub struct Tokens {
 pub async fn tokens_for(base: &str, email: &str, password: &str, resource: Option<&str>) -> Tokens {
     let client_id = public_client(base).await;
     let mut browser = Browser::default();
-    tokens_with(base, &mut browser, &client_id, email, password, resource, None).await
+    tokens_with(
+        base,
+        &mut browser,
+        &client_id,
+        email,
+        password,
+        resource,
+        None,
+    )
+    .await
 }
 
 pub async fn tokens_with(

@@ -7,6 +7,7 @@
 //! which the user may set to anything and which is not checked.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use url::Url;
@@ -22,9 +23,13 @@ const PER_PAGE: usize = 100;
 const MAX_ORG_PAGES: usize = 10;
 const API_ACCEPT: &str = "application/vnd.github+json";
 
-/// A GitHub OAuth app.
+/// A GitHub OAuth app. Cheap to clone.
 #[derive(Clone)]
 pub struct Github {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     settings: GithubSettings,
     http: UpstreamHttp,
 }
@@ -32,7 +37,7 @@ pub struct Github {
 impl fmt::Debug for Github {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Github")
-            .field("settings", &self.settings)
+            .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
 }
@@ -62,11 +67,33 @@ struct Org {
 impl Github {
     pub(super) fn new(settings: GithubSettings) -> Github {
         Github {
-            settings,
-            http: UpstreamHttp::new(),
+            inner: Arc::new(Inner {
+                settings,
+                http: UpstreamHttp::new(),
+            }),
         }
     }
 
+    pub(super) fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+    ) -> Result<Url, IdpError> {
+        self.inner.authorize_url(redirect_uri, state, challenge)
+    }
+
+    pub(super) async fn finish(
+        &self,
+        redirect_uri: &str,
+        code: &str,
+        pkce_verifier: &str,
+    ) -> Result<Identity, IdpError> {
+        self.inner.finish(redirect_uri, code, pkce_verifier).await
+    }
+}
+
+impl Inner {
     // Plain http is allowed on loopback only: that is how tests run a stand-in
     // GitHub, and nothing sent to loopback leaves the machine.
     fn url(&self, what: &str, text: &str) -> Result<Url, IdpError> {
@@ -86,7 +113,7 @@ impl Github {
         }
     }
 
-    pub(super) fn authorize_url(
+    fn authorize_url(
         &self,
         redirect_uri: &str,
         state: &str,
@@ -103,7 +130,7 @@ impl Github {
         Ok(url)
     }
 
-    pub(super) async fn finish(
+    async fn finish(
         &self,
         redirect_uri: &str,
         code: &str,

@@ -314,7 +314,8 @@ pub struct Identity {
     pub email: String,
     pub name: Option<String>,
     /// Google's `hd` claim (the Workspace domain), lowercased. Never derived from
-    /// the email address: a gmail.com account may use any address.
+    /// the email address: a consumer Google account can be registered with an
+    /// address at any domain, so an address's domain proves no membership.
     pub domain: Option<String>,
     pub groups: Vec<String>,
     /// GitHub organization logins, lowercased.

@@ -45,9 +45,14 @@ const ACCEPTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
-/// A discovered OpenID Connect provider.
+/// A discovered OpenID Connect provider. Cheap to clone: clones share the
+/// metadata and the cached keys.
 #[derive(Clone)]
 pub struct Oidc {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     settings: OidcSettings,
     google: bool,
     issuer: String,
@@ -57,27 +62,24 @@ pub struct Oidc {
     jwks_uri: Url,
     client_auth: ClientAuth,
     scope: String,
-    /// Shared between clones so that one refresh serves them all.
-    keys: Arc<RwLock<Vec<Jwk>>>,
+    keys: RwLock<Vec<Jwk>>,
     http: UpstreamHttp,
 }
 
 impl fmt::Debug for Oidc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.inner;
         f.debug_struct("Oidc")
-            .field("settings", &self.settings)
-            .field("issuer", &self.issuer)
-            .field(
-                "authorization_endpoint",
-                &self.authorization_endpoint.as_str(),
-            )
-            .field("token_endpoint", &self.token_endpoint.as_str())
+            .field("settings", &o.settings)
+            .field("issuer", &o.issuer)
+            .field("authorization_endpoint", &o.authorization_endpoint.as_str())
+            .field("token_endpoint", &o.token_endpoint.as_str())
             .field(
                 "userinfo_endpoint",
-                &self.userinfo_endpoint.as_ref().map(Url::as_str),
+                &o.userinfo_endpoint.as_ref().map(Url::as_str),
             )
-            .field("jwks_uri", &self.jwks_uri.as_str())
-            .field("client_auth", &self.client_auth)
+            .field("jwks_uri", &o.jwks_uri.as_str())
+            .field("client_auth", &o.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -137,11 +139,15 @@ impl Oidc {
             _ => ClientAuth::Basic,
         };
 
-        let mut scopes: Vec<String> = if settings.scopes.is_empty() {
-            DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
-        } else {
-            settings.scopes.clone()
-        };
+        let mut scopes: Vec<String> = settings
+            .scopes
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if scopes.is_empty() {
+            scopes = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+        }
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
         }
@@ -157,7 +163,7 @@ impl Oidc {
             keys = keys.len(),
             "discovered OpenID Connect provider"
         );
-        Ok(Oidc {
+        let inner = Inner {
             issuer: metadata.issuer().as_str().to_string(),
             google,
             authorization_endpoint,
@@ -166,15 +172,18 @@ impl Oidc {
             jwks_uri,
             client_auth,
             scope: scopes.join(" "),
-            keys: Arc::new(RwLock::new(keys)),
+            keys: RwLock::new(keys),
             http,
             settings,
+        };
+        Ok(Oidc {
+            inner: Arc::new(inner),
         })
     }
 
     /// The issuer the ID tokens must name.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.inner.issuer
     }
 
     pub(super) fn authorize_url(
@@ -184,6 +193,26 @@ impl Oidc {
         nonce: &str,
         challenge: &str,
     ) -> Url {
+        self.inner
+            .authorize_url(redirect_uri, state, nonce, challenge)
+    }
+
+    pub(super) async fn finish(
+        &self,
+        kind: &str,
+        redirect_uri: &str,
+        code: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+    ) -> Result<Identity, IdpError> {
+        self.inner
+            .finish(kind, redirect_uri, code, nonce, pkce_verifier)
+            .await
+    }
+}
+
+impl Inner {
+    fn authorize_url(&self, redirect_uri: &str, state: &str, nonce: &str, challenge: &str) -> Url {
         let mut url = self.authorization_endpoint.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -213,7 +242,7 @@ impl Oidc {
             .filter(|d| !d.is_empty())
     }
 
-    pub(super) async fn finish(
+    async fn finish(
         &self,
         kind: &str,
         redirect_uri: &str,
@@ -315,6 +344,7 @@ impl Oidc {
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY;
+        validation.validate_nbf = true;
         validation.set_issuer(&self.accepted_issuers());
         validation.set_audience(&[&self.settings.client_id]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
