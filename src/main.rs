@@ -45,6 +45,14 @@ enum Command {
     /// Read a password on stdin and print its argon2id hash, for a `local` user
     /// in the configuration.
     HashPassword,
+    /// Retire the access-token signing key in the store and make a new one.
+    /// Tokens signed with the old key stay valid until they expire; a running
+    /// gateway signs with the new key after a restart.
+    RotateSigningKey {
+        /// Configuration file (JSON); its `proxy.auth.storage` is used.
+        #[arg(long, short, env = "MCPGATE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +102,46 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::RotateSigningKey { config: path } => {
+            let settings = match config::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(auth) = &settings.auth else {
+                eprintln!(
+                    "{}: has no proxy.auth section, so no signing key",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            };
+            let storage = auth.storage.clone();
+            let rotate = async move {
+                let spec = mcpgate::store::StoreSpec::parse(&storage)
+                    .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
+                let store = mcpgate::store::Store::open(&spec).await?;
+                let kid = mcpgate::auth::jwt::rotate(&store).await?;
+                store.close().await;
+                anyhow::Ok(kid)
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(rotate))
+            {
+                Ok(kid) => {
+                    println!("new signing key {kid}; restart the gateway to sign with it");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcpgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::ConfigSchema => {
             print!("{}", config::schema::render());
             ExitCode::SUCCESS
@@ -113,7 +161,7 @@ fn main() -> ExitCode {
                 }
             };
             if let Some(a) = addr {
-                if !config::is_loopback(&a) {
+                if !config::is_loopback(&a) && settings.auth.is_none() {
                     eprintln!(
                         "--addr {a} accepts connections from other machines, but no authentication is configured; use a loopback address such as 127.0.0.1:8080"
                     );

@@ -952,7 +952,19 @@ async fn insufficient_scope_is_403_with_the_scope_needed() {
     let gw = gateway(config).await;
     let base = gw.url.clone();
     let b = format!("{base}/b/mcp");
-    let t = tokens_for(&base, "alice@example.com", "pw-alice", None).await;
+    // A client asking for `mcp` only (no scope asked: the audience's scopes are granted).
+    let client = public_client(&base).await;
+    let mut browser = Browser::default();
+    let t = tokens_with(
+        &base,
+        &mut browser,
+        &client,
+        "alice@example.com",
+        "pw-alice",
+        None,
+        Some("mcp"),
+    )
+    .await;
     let resp = mcp_status(&b, Some(&t.access)).await;
     assert_eq!(resp.status(), 403);
     let challenge = resp.headers()["www-authenticate"]
@@ -965,8 +977,6 @@ async fn insufficient_scope_is_403_with_the_scope_needed() {
         "{challenge}"
     );
     // Step up: ask for both.
-    let client = public_client(&base).await;
-    let mut browser = Browser::default();
     let t = tokens_with(
         &base,
         &mut browser,
@@ -1140,4 +1150,276 @@ async fn client_metadata_documents_work_when_allowed_for_development() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn a_consent_can_be_revoked_with_its_tokens() {
+    let gw = local_gateway().await;
+    let base = gw.url.clone();
+    let client = public_client(&base).await;
+    let mut browser = Browser::default();
+    let t = tokens_with(
+        &base,
+        &mut browser,
+        &client,
+        "alice@example.com",
+        "pw-alice",
+        None,
+        None,
+    )
+    .await;
+    let page = browser.get(&format!("{base}/my/consents")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Test Client"), "{html}");
+    // Without the CSRF value: refused.
+    let resp = browser
+        .post(
+            &format!("{base}/my/consents/revoke"),
+            &[("client_id", &client)],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        mcp_status(&format!("{base}/a/mcp"), Some(&t.access))
+            .await
+            .status(),
+        200
+    );
+    let resp = browser
+        .post(
+            &format!("{base}/my/consents/revoke"),
+            &[("client_id", &client), ("csrf", &field(&html, "csrf"))],
+        )
+        .await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        mcp_status(&format!("{base}/a/mcp"), Some(&t.access))
+            .await
+            .status(),
+        401,
+        "its tokens are revoked"
+    );
+    // The client must ask again.
+    let p = pkce();
+    let url = Authorize {
+        base: &base,
+        client_id: &client,
+        redirect_uri: REDIRECT,
+        challenge: &p.challenge,
+        resource: None,
+        scope: None,
+        state: "s",
+    }
+    .url();
+    let resp = browser.get(&url).await;
+    assert!(location(&resp).contains("/consent?"));
+    // Someone not signed in sees no list.
+    assert_eq!(
+        Browser::default()
+            .get(&format!("{base}/my/consents"))
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn percent_encoded_service_names_do_not_skip_authentication() {
+    let gw = local_gateway().await;
+    let base = gw.url.clone();
+    for path in ["/%61/mcp", "/%61/mcp/", "/%61/sse"] {
+        let resp = if path.ends_with("sse") {
+            common::http()
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+        } else {
+            mcp_status(&format!("{base}{path}"), None).await
+        };
+        assert_eq!(resp.status(), 401, "{path} without a token");
+    }
+}
+
+#[tokio::test]
+async fn scopes_default_to_what_the_resource_needs() {
+    let mut config = config_with(local_auth("memory"));
+    config["mcpServers"]["b"]["requiredScopes"] = json!(["notes:read"]);
+    let gw = gateway(config).await;
+    let base = gw.url.clone();
+    let b = format!("{base}/b/mcp");
+    // ChatGPT: no scope, or only `openid`.
+    for scope in [None, Some("openid")] {
+        let client = public_client(&base).await;
+        let mut browser = Browser::default();
+        let t = tokens_with(
+            &base,
+            &mut browser,
+            &client,
+            "alice@example.com",
+            "pw-alice",
+            Some(&b),
+            scope,
+        )
+        .await;
+        assert_eq!(
+            mcp_status(&b, Some(&t.access)).await.status(),
+            200,
+            "{scope:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn consent_for_one_service_is_not_consent_for_all() {
+    let gw = local_gateway().await;
+    let base = gw.url.clone();
+    let client = public_client(&base).await;
+    let mut browser = Browser::default();
+    tokens_with(
+        &base,
+        &mut browser,
+        &client,
+        "alice@example.com",
+        "pw-alice",
+        Some(&format!("{base}/a/mcp")),
+        None,
+    )
+    .await;
+    let p = pkce();
+    let url = Authorize {
+        base: &base,
+        client_id: &client,
+        redirect_uri: REDIRECT,
+        challenge: &p.challenge,
+        resource: None,
+        scope: None,
+        state: "s",
+    }
+    .url();
+    let resp = browser.get(&url).await;
+    assert!(
+        location(&resp).contains("/consent?"),
+        "a gateway-wide request asks again"
+    );
+}
+
+#[tokio::test]
+async fn two_sign_ins_in_flight_in_one_browser_both_finish() {
+    let gw = local_gateway().await;
+    let base = gw.url.clone();
+    let one = public_client(&base).await;
+    let (_, two) = register(&base, json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Two"})).await;
+    let two = two["client_id"].as_str().unwrap().to_string();
+    let (p1, p2) = (pkce(), pkce());
+    let mut browser = Browser::default();
+    let start = |client: &str, challenge: &str| {
+        Authorize {
+            base: &base,
+            client_id: client,
+            redirect_uri: REDIRECT,
+            challenge,
+            resource: None,
+            scope: None,
+            state: "s",
+        }
+        .url()
+    };
+    let login1 = absolute(
+        &base,
+        &location(&browser.get(&start(&one, &p1.challenge)).await),
+    );
+    let login2 = absolute(
+        &base,
+        &location(&browser.get(&start(&two, &p2.challenge)).await),
+    );
+    for login in [login1, login2] {
+        let page = browser.get(&login).await;
+        let html = page.text().await.unwrap();
+        let resp = browser
+            .post(
+                &format!("{base}/login"),
+                &[
+                    ("request", &field(&html, "request")),
+                    ("csrf", &field(&html, "csrf")),
+                    ("email", "alice@example.com"),
+                    ("password", "pw-alice"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 302, "each sign-in finishes");
+        let back = approve(&mut browser, &base, &absolute(&base, &location(&resp))).await;
+        assert!(back.contains("code="), "{back}");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_user_loses_access_at_the_next_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mcpgate.db");
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut config = config_with(local_auth(&format!("sqlite:{}", db.display())));
+    config["proxy"]["baseURL"] = json!(format!("http://{addr}"));
+    let gw = gateway_at(config.clone(), &[], &addr).await;
+    let base = gw.url.clone();
+    let t = tokens_for(&base, "bob@example.com", "pw-bob", None).await;
+    drop(gw);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // bob is no longer a user.
+    let users = config["proxy"]["auth"]["idp"]["users"]
+        .as_array_mut()
+        .unwrap();
+    users.retain(|u| u["email"] != "bob@example.com");
+    let _gw = gateway_at(config, &[], &addr).await;
+    let (status, body) = token(
+        &base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", &t.client_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no longer"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn redirect_uri_may_be_omitted_at_token_only_if_omitted_at_authorize() {
+    let gw = local_gateway().await;
+    let base = gw.url.clone();
+    let client = public_client(&base).await;
+    let p = pkce();
+    let mut browser = Browser::default();
+    let url = format!(
+        "{base}/authorize?response_type=code&client_id={client}&code_challenge={}&code_challenge_method=S256&state=s",
+        p.challenge
+    );
+    let back =
+        sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
+    assert!(
+        back.starts_with(REDIRECT),
+        "the single registered URI is used: {back}"
+    );
+    let code = query_param(&back, "code").unwrap();
+    let (status, body) = token(
+        &base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &p.verifier),
+            ("client_id", &client),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -179,7 +179,7 @@ pub async fn register(
         )
         .into_response();
     }
-    if let Err(retry) = auth.limits.register.check(&peer.ip().to_string()) {
+    if let Err(retry) = auth.limits.register.check(&auth.client_key(peer, &headers)) {
         return too_many(retry);
     }
     let is_json = headers

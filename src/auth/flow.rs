@@ -39,7 +39,11 @@ use crate::web::{self, escape, hidden};
 const REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 /// Authorization codes are single use and short-lived (RFC 6749 §4.1.2: at most 10 min).
 pub const CODE_TTL: Duration = Duration::from_secs(60);
+/// Ties requests in progress to the browser that started them. Never replaced
+/// at sign-in, so two sign-ins in flight in one browser do not break each other.
 const BROWSER_COOKIE: &str = "mcpgate-browser";
+/// The signed-in session; always a new value at sign-in (no session fixation).
+const SESSION_COOKIE: &str = "mcpgate-session";
 
 #[derive(Debug, Deserialize)]
 pub struct AuthorizeQuery {
@@ -172,7 +176,8 @@ pub async fn authorize(
         }
         None => Audience::Gateway,
     };
-    let scope = auth.grant_scopes(q.scope.as_deref());
+    let scope = auth.grant_scopes(q.scope.as_deref(), &audience);
+    let redirect_uri_sent = q.redirect_uri.is_some();
 
     // The browser: its existing cookie, or a new one.
     let (browser, new_cookie) = match browser_cookie(&auth, &headers) {
@@ -188,6 +193,7 @@ pub async fn authorize(
         client_id: client.id.clone(),
         client_name: client.name.clone(),
         redirect_uri,
+        redirect_uri_sent,
         state,
         code_challenge: challenge,
         scope,
@@ -206,8 +212,8 @@ pub async fn authorize(
         .is_some_and(|p| p.split(' ').any(|p| p == "consent"));
     let mut resp = 'next: {
         if !force_login
-            && let Some(session) = signed_in(&auth, &browser).await
-            && allowed(&auth.settings.policy, &session.identity).is_ok()
+            && let Some((_, session)) = signed_in(&auth, &headers).await
+            && auth.still_allowed(&session.identity).is_ok()
         {
             break 'next after_sign_in(&auth, &request, pending, &session, force_consent).await;
         }
@@ -261,6 +267,7 @@ async fn after_sign_in(
             .get::<Consent>(&Consent::key(&session.user, &pending.client_id))
             .await
         && pending.scope.iter().all(|s| consent.scope.contains(s))
+        && (consent.audience == Audience::Gateway || consent.audience == pending.audience)
     {
         let _ = auth
             .store
@@ -283,11 +290,12 @@ async fn issue_code(
     let grant = CodeGrant {
         client_id: pending.client_id.clone(),
         redirect_uri: pending.redirect_uri.clone(),
+        redirect_uri_sent: pending.redirect_uri_sent,
         code_challenge: pending.code_challenge.clone(),
         scope: pending.scope.clone(),
         audience: pending.audience.clone(),
         user: session.user.clone(),
-        email: session.identity.email.clone(),
+        identity: session.identity.clone(),
         family: FamilyId::generate(),
     };
     if let Err(e) = auth
@@ -407,7 +415,12 @@ pub async fn login_submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if auth.limits.login.check(&peer.ip().to_string()).is_err() {
+    if auth
+        .limits
+        .login
+        .check(&auth.client_key(peer, &headers))
+        .is_err()
+    {
         return web::error_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",
@@ -561,10 +574,10 @@ pub async fn callback(
 async fn signed_in_now(
     auth: &Arc<Auth>,
     request: &Token<LoginState>,
-    mut pending: PendingAuthorization,
+    pending: PendingAuthorization,
     identity: Identity,
 ) -> Response {
-    if let Err(why) = allowed(&auth.settings.policy, &identity) {
+    if let Err(why) = auth.still_allowed(&identity) {
         let _ = auth
             .store
             .delete::<PendingAuthorization>(&request.hash().to_hex())
@@ -587,12 +600,13 @@ async fn signed_in_now(
         user: UserId::new(format!("{}:{}", identity.provider, identity.subject)),
         identity,
         signed_in_at: now_unix(),
+        csrf: None,
     };
-    let browser = Token::<Browser>::generate();
+    let token = Token::<Browser>::generate();
     if let Err(e) = auth
         .store
         .put(
-            &browser.hash().to_hex(),
+            &token.hash().to_hex(),
             &session,
             Some(SystemTime::now() + auth.settings.login_ttl),
         )
@@ -605,15 +619,11 @@ async fn signed_in_now(
             "The gateway's store is unavailable; try again shortly.",
         );
     }
-    let _ = auth.store.delete::<BrowserSession>(&pending.browser).await;
-    pending.browser = browser.hash().to_hex();
     tracing::info!(user = session.user.as_str(), "signed in");
     let mut resp = after_sign_in(auth, request, pending, &session, false).await;
-    if let Ok(v) = HeaderValue::from_str(&auth.cookie(
-        BROWSER_COOKIE,
-        browser.reveal(),
-        auth.settings.login_ttl,
-    )) {
+    if let Ok(v) =
+        HeaderValue::from_str(&auth.cookie(SESSION_COOKIE, token.reveal(), auth.settings.login_ttl))
+    {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -630,7 +640,7 @@ pub async fn consent_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(session) = signed_in(&auth, &pending.browser).await else {
+    let Some((_, session)) = signed_in(&auth, &headers).await else {
         return web::error_page(
             StatusCode::UNAUTHORIZED,
             "Signed out",
@@ -697,7 +707,7 @@ pub async fn consent_submit(
     if let Err(r) = check_csrf(&pending, form.csrf.as_deref()) {
         return r;
     }
-    let Some(session) = signed_in(&auth, &pending.browser).await else {
+    let Some((_, session)) = signed_in(&auth, &headers).await else {
         return web::error_page(
             StatusCode::UNAUTHORIZED,
             "Signed out",
@@ -722,6 +732,7 @@ pub async fn consent_submit(
         client_id: pending.client_id.clone(),
         client_name: pending.client_name.clone(),
         scope: pending.scope.clone(),
+        audience: pending.audience.clone(),
         granted_at: now_unix(),
     };
     if let Err(e) = auth
@@ -740,15 +751,15 @@ pub async fn consent_submit(
 
 /// Sign out of the gateway in this browser.
 pub async fn logout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
-    if let Some(b) = browser_cookie(&auth, &headers) {
-        let _ = auth.store.delete::<BrowserSession>(&b).await;
+    if let Some((key, _)) = signed_in(&auth, &headers).await {
+        let _ = auth.store.delete::<BrowserSession>(&key).await;
     }
     let mut resp = web::page(
         StatusCode::OK,
         "Signed out",
         "<h1>Signed out</h1><p>You are signed out of the gateway in this browser.</p>",
     );
-    if let Ok(v) = HeaderValue::from_str(&auth.cookie(BROWSER_COOKIE, "", Duration::ZERO)) {
+    if let Ok(v) = HeaderValue::from_str(&auth.cookie(SESSION_COOKIE, "", Duration::ZERO)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -800,9 +811,13 @@ fn callback_url(auth: &Auth) -> String {
     auth.url("/oauth/callback")
 }
 
-/// The hash of this browser's cookie, if it sent a well-formed one.
-fn browser_cookie(auth: &Auth, headers: &HeaderMap) -> Option<String> {
-    let name = auth.cookie_name(BROWSER_COOKIE);
+/// The hash of this browser's binding cookie, if it sent a well-formed one.
+pub(super) fn browser_cookie(auth: &Auth, headers: &HeaderMap) -> Option<String> {
+    cookie_hash(auth, headers, BROWSER_COOKIE)
+}
+
+fn cookie_hash(auth: &Auth, headers: &HeaderMap, cookie: &str) -> Option<String> {
+    let name = auth.cookie_name(cookie);
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -814,12 +829,19 @@ fn browser_cookie(auth: &Auth, headers: &HeaderMap) -> Option<String> {
         .map(|t| t.hash().to_hex())
 }
 
-async fn signed_in(auth: &Auth, browser: &str) -> Option<BrowserSession> {
-    auth.store
-        .get::<BrowserSession>(browser)
+/// The signed-in session of this browser (its store key and record).
+pub(super) async fn signed_in(
+    auth: &Auth,
+    headers: &HeaderMap,
+) -> Option<(String, BrowserSession)> {
+    let key = cookie_hash(auth, headers, SESSION_COOKIE)?;
+    let session = auth
+        .store
+        .get::<BrowserSession>(&key)
         .await
         .ok()
-        .flatten()
+        .flatten()?;
+    Some((key, session))
 }
 
 async fn save_pending(
@@ -909,7 +931,7 @@ fn redirect_error(auth: &Auth, target: &str, state: Option<&str>, error: OAuthEr
 }
 
 /// 302, which every client follows (a 307 broke Claude.ai), with the page headers.
-fn found(location: &str) -> Response {
+pub(super) fn found(location: &str) -> Response {
     let mut resp = StatusCode::FOUND.into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(location) {

@@ -66,7 +66,7 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(retry) = auth.limits.token.check(&peer.ip().to_string()) {
+    if let Err(retry) = auth.limits.token.check(&auth.client_key(peer, &headers)) {
         return too_many(retry);
     }
     let result = async {
@@ -267,6 +267,7 @@ async fn code_grant(
                 "redirect_uri differs from the one in the authorization request",
             ));
         }
+        None if !grant.redirect_uri_sent => {}
         None => {
             return Err(err(
                 ErrorCode::InvalidRequest,
@@ -303,7 +304,7 @@ async fn code_grant(
                 revoked_at: None,
                 revoked_because: None,
             },
-            Some(SystemTime::now() + auth.settings.refresh_ttl + Duration::from_secs(3600)),
+            Some(auth.family_expiry()),
         )
         .await
         .map_err(store_failed)?;
@@ -317,8 +318,9 @@ async fn code_grant(
         family: grant.family,
         client_id: grant.client_id,
         user: grant.user,
-        email: grant.email,
-        scope: grant.scope,
+        identity: grant.identity,
+        token_scope: grant.scope.clone(),
+        grant_scope: grant.scope,
         grant_audience: grant.audience,
         token_audience: audience,
     };
@@ -364,6 +366,17 @@ async fn refresh_grant(
             "the refresh token was revoked; sign in again",
         ));
     }
+    if let Err(why) = auth.still_allowed(&grant.identity) {
+        auth.revoke_family(&grant.family, "no longer allowed by the access policy")
+            .await;
+        return Err(err(
+            ErrorCode::InvalidGrant,
+            format!(
+                "{} may no longer use this gateway: {why}",
+                grant.identity.email
+            ),
+        ));
+    }
     let now = now_unix();
     match grant.rotated_at {
         Some(at) if now - at > auth.settings.refresh_grace.as_secs() as i64 => {
@@ -403,14 +416,23 @@ async fn refresh_grant(
     };
     let audience = narrow_audience(auth, &grant.audience, form.resource.as_deref())?;
     auth.touch_client(client).await;
+    // The family lives as long as its newest refresh token can.
+    if let Ok(Some(family)) = auth.store.get::<Family>(grant.family.as_str()).await {
+        let _ = auth
+            .store
+            .put(grant.family.as_str(), &family, Some(auth.family_expiry()))
+            .await;
+    }
     issue_tokens(
         auth,
         Issue {
             family: grant.family,
             client_id: grant.client_id,
             user: grant.user,
-            email: grant.email,
-            scope,
+            identity: grant.identity,
+            token_scope: scope,
+            // RFC 6749 §6: a narrower request narrows this access token only.
+            grant_scope: grant.scope,
             grant_audience: grant.audience,
             token_audience: audience,
         },
@@ -448,8 +470,11 @@ struct Issue {
     family: FamilyId,
     client_id: ClientId,
     user: UserId,
-    email: String,
-    scope: Vec<String>,
+    identity: super::idp::Identity,
+    /// What this access token carries.
+    token_scope: Vec<String>,
+    /// What the refresh token keeps.
+    grant_scope: Vec<String>,
     /// What the refresh token may later ask for.
     grant_audience: Audience,
     /// What this access token is for.
@@ -467,8 +492,8 @@ async fn issue_tokens(auth: &Auth, i: Issue) -> Result<serde_json::Value, OAuthE
         iat: now,
         jti: random_id(),
         client_id: i.client_id.clone(),
-        scope: i.scope.join(" "),
-        email: i.email.clone(),
+        scope: i.token_scope.join(" "),
+        email: i.identity.email.clone(),
         fam: i.family.clone(),
     };
     let access = auth.keys.issue(&claims).map_err(|e| {
@@ -479,10 +504,10 @@ async fn issue_tokens(auth: &Auth, i: Issue) -> Result<serde_json::Value, OAuthE
     let record = RefreshGrant {
         family: i.family,
         client_id: i.client_id,
-        scope: i.scope.clone(),
+        scope: i.grant_scope,
         audience: i.grant_audience,
         user: i.user,
-        email: i.email,
+        identity: i.identity,
         rotated_at: None,
     };
     auth.store
@@ -498,7 +523,7 @@ async fn issue_tokens(auth: &Auth, i: Issue) -> Result<serde_json::Value, OAuthE
         "token_type": "Bearer",
         "expires_in": ttl,
         "refresh_token": refresh.reveal(),
-        "scope": i.scope.join(" "),
+        "scope": i.token_scope.join(" "),
     }))
 }
 
@@ -511,7 +536,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(retry) = auth.limits.token.check(&peer.ip().to_string()) {
+    if let Err(retry) = auth.limits.token.check(&auth.client_key(peer, &headers)) {
         return too_many(retry);
     }
     let result = async {

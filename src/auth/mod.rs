@@ -12,12 +12,14 @@
 //!   `/revoke` (RFC 7009).
 //! - [`resource`]: the resource server: the bearer check in front of every MCP
 //!   endpoint (401/403 with `WWW-Authenticate`).
+//! - [`account`]: `/my/consents`, where a person sees and revokes what they allowed.
 //! - [`jwt`]: access tokens (ES256 JWT, persisted key, JWKS, verification cache).
 //! - [`records`]: what is kept in the store.
 //! - [`error`], [`redirect`], [`token`], [`password`], [`cimd`], [`idp`]: the
 //!   building blocks (RFC error codes, redirect URI rules, typed opaque tokens,
 //!   argon2id, metadata-document fetching with SSRF protection, identity providers).
 
+pub mod account;
 pub mod cimd;
 pub mod clients;
 pub mod error;
@@ -140,6 +142,7 @@ pub struct Auth {
     /// Cookies get `Secure` and the `__Host-` prefix unless the gateway runs on
     /// plain http on loopback (development).
     secure_cookies: bool,
+    trusted_proxies: Vec<crate::config::IpRange>,
 }
 
 impl Auth {
@@ -221,10 +224,9 @@ impl Auth {
             })
         });
         let revoked = store
-            .list::<records::Family>()
+            .list::<records::RevokedFamily>()
             .await?
             .into_iter()
-            .filter(|(_, f)| f.revoked_at.is_some())
             .map(|(k, _)| FamilyId::new(k))
             .collect();
         let secure_cookies = !(settings.base_url.scheme() == "http"
@@ -248,6 +250,7 @@ impl Auth {
             cimd,
             revoked: RwLock::new(revoked),
             secure_cookies,
+            trusted_proxies: settings.trusted_proxies.clone(),
         }))
     }
 
@@ -263,6 +266,8 @@ impl Auth {
                 get(flow::consent_page).post(flow::consent_submit),
             )
             .route("/logout", post(flow::logout))
+            .route("/my/consents", get(account::consents_page))
+            .route("/my/consents/revoke", post(account::revoke_consent))
             .route("/token", post(grant::token))
             .route("/revoke", post(grant::revoke))
             .route("/register", post(clients::register))
@@ -278,6 +283,15 @@ impl Auth {
             .route("/token", post(grant::token))
             .route("/register", post(clients::register))
             .with_state(self.clone())
+    }
+
+    /// The key rate limits count by: the client's address (see `ratelimit::client_ip`).
+    pub fn client_key(
+        &self,
+        peer: std::net::SocketAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> String {
+        ratelimit::client_ip(peer.ip(), headers, &self.trusted_proxies).to_string()
     }
 
     pub fn base_path(&self) -> &str {
@@ -344,9 +358,9 @@ impl Auth {
     }
 
     /// The scopes to grant for a request: the known ones asked for; when none of
-    /// the service scopes were asked for (ChatGPT sends `openid` or nothing), the
-    /// default `mcp`.
-    pub fn grant_scopes(&self, requested: Option<&str>) -> Vec<String> {
+    /// the service scopes were asked for (ChatGPT sends `openid` or nothing),
+    /// what the audience requires (one service's scopes, or every service's).
+    pub fn grant_scopes(&self, requested: Option<&str>, audience: &Audience) -> Vec<String> {
         let supported = self.scopes_supported();
         let mut granted: Vec<String> = Vec::new();
         for s in requested.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
@@ -355,7 +369,20 @@ impl Auth {
             }
         }
         if !granted.iter().any(|s| s != "offline_access") {
-            granted.insert(0, "mcp".into());
+            let defaults: Vec<String> = match audience {
+                Audience::Service(name) => self
+                    .required_scopes(name)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+                Audience::Gateway => self
+                    .scopes_supported()
+                    .into_iter()
+                    .filter(|s| s != "offline_access")
+                    .collect(),
+            };
+            for (i, s) in defaults.into_iter().enumerate() {
+                granted.insert(i, s);
+            }
         }
         granted
     }
@@ -368,24 +395,33 @@ impl Auth {
     }
 
     /// Revoke a token family: its refresh tokens stop working at once, and its
-    /// access tokens on their next use.
+    /// access tokens on their next use. The revocation is kept (in its own
+    /// record) until every token the family could hold has expired, whatever
+    /// happens to the family's own record.
     pub async fn revoke_family(&self, family: &FamilyId, why: &str) {
         if let Ok(mut r) = self.revoked.write() {
             r.insert(family.clone());
         }
-        match self.store.get::<records::Family>(family.as_str()).await {
-            Ok(Some(mut f)) => {
-                if f.revoked_at.is_none() {
-                    f.revoked_at = Some(now_unix());
-                    f.revoked_because = Some(why.to_string());
-                    let expires = self.family_expiry();
-                    if let Err(e) = self.store.put(family.as_str(), &f, Some(expires)).await {
-                        tracing::error!("cannot record a token revocation: {e}");
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!("cannot record a token revocation: {e}"),
+        let record = records::RevokedFamily {
+            revoked_at: now_unix(),
+            reason: why.to_string(),
+        };
+        if let Err(e) = self
+            .store
+            .put(family.as_str(), &record, Some(self.family_expiry()))
+            .await
+        {
+            tracing::error!("cannot record a token revocation: {e}");
+        }
+        if let Ok(Some(mut f)) = self.store.get::<records::Family>(family.as_str()).await
+            && f.revoked_at.is_none()
+        {
+            f.revoked_at = Some(record.revoked_at);
+            f.revoked_because = Some(why.to_string());
+            let _ = self
+                .store
+                .put(family.as_str(), &f, Some(self.family_expiry()))
+                .await;
         }
         tracing::info!(
             family = family.as_str(),
@@ -394,9 +430,26 @@ impl Auth {
         );
     }
 
-    /// Families live as long as their longest possible refresh chain link.
-    fn family_expiry(&self) -> SystemTime {
-        SystemTime::now() + self.settings.refresh_ttl + Duration::from_secs(3600)
+    /// A family (and its revocation) must outlive the longest-lived token it
+    /// can still hold: a refresh token issued now, plus an access token.
+    pub fn family_expiry(&self) -> SystemTime {
+        SystemTime::now()
+            + self.settings.refresh_ttl
+            + self.settings.token_ttl
+            + Duration::from_secs(60)
+    }
+
+    /// Whether this person may still sign in (checked at sign-in and again at
+    /// every refresh, so removing someone from the policy or the local users
+    /// ends their access within one access-token lifetime).
+    pub fn still_allowed(&self, identity: &idp::Identity) -> Result<(), String> {
+        if let Login::Local(users) = &self.login
+            && identity.provider == "local"
+            && !users.iter().any(|u| u.email == identity.email)
+        {
+            return Err("this local user no longer exists".into());
+        }
+        flow::allowed(&self.settings.policy, identity)
     }
 
     /// `Set-Cookie` for one of the gateway's cookies.

@@ -99,3 +99,61 @@ mod tests {
         assert!(l.check("a").is_ok());
     }
 }
+
+/// The client's address for rate limiting: the TCP peer, or, when the peer is a
+/// trusted proxy, the first untrusted address of `X-Forwarded-For` counted from
+/// the right (entries further left are the client's own claims).
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::config::IpRange],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|r| r.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(*ip))
+        .or_else(|| hops.first().copied())
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+    use crate::config::IpRange;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = [IpRange::parse("10.0.0.0/8").unwrap()];
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap(),
+        );
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: std::net::IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "1.2.3.4".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(stranger, &h, &trusted),
+            stranger,
+            "anyone else's header is ignored"
+        );
+        assert_eq!(
+            client_ip(proxy, &axum::http::HeaderMap::new(), &trusted),
+            proxy
+        );
+    }
+}

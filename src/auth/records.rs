@@ -51,6 +51,7 @@ pub struct PendingAuthorization {
     pub client_name: Option<String>,
     /// Exactly as the client sent it (the token request must repeat it).
     pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
     pub state: Option<String>,
     pub code_challenge: String,
     pub scope: Vec<String>,
@@ -74,6 +75,9 @@ pub struct BrowserSession {
     pub identity: Identity,
     pub user: UserId,
     pub signed_in_at: i64,
+    /// Hash of the CSRF value of the `/my/...` pages' forms.
+    #[serde(default)]
+    pub csrf: Option<String>,
 }
 
 impl Record for BrowserSession {
@@ -85,11 +89,15 @@ impl Record for BrowserSession {
 pub struct CodeGrant {
     pub client_id: ClientId,
     pub redirect_uri: String,
+    /// Whether the authorization request named the redirect URI (the token
+    /// request must repeat it only then, RFC 6749 §4.1.3).
+    pub redirect_uri_sent: bool,
     pub code_challenge: String,
     pub scope: Vec<String>,
     pub audience: Audience,
     pub user: UserId,
-    pub email: String,
+    /// Who signed in, kept so every refresh can re-check the access policy.
+    pub identity: Identity,
     /// The token family this code starts; known in advance so that a replayed
     /// code can revoke what the first redemption issued.
     pub family: FamilyId,
@@ -117,7 +125,7 @@ pub struct RefreshGrant {
     pub scope: Vec<String>,
     pub audience: Audience,
     pub user: UserId,
-    pub email: String,
+    pub identity: Identity,
     /// Set when it was exchanged; it then works only within the grace window.
     pub rotated_at: Option<i64>,
 }
@@ -126,7 +134,19 @@ impl Record for RefreshGrant {
     const KIND: &'static str = "refresh";
 }
 
+/// A revoked token family, kept until every token of it has expired. Key: family id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokedFamily {
+    pub revoked_at: i64,
+    pub reason: String,
+}
+
+impl Record for RevokedFamily {
+    const KIND: &'static str = "revoked_family";
+}
+
 /// A token family: everything issued from one authorization. Key: family id.
+/// Its expiry moves with each refresh, so it lives as long as its tokens can.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Family {
     pub user: UserId,
@@ -147,6 +167,8 @@ pub struct Consent {
     pub client_id: ClientId,
     pub client_name: Option<String>,
     pub scope: Vec<String>,
+    /// What was consented to: one service, or the whole gateway.
+    pub audience: Audience,
     pub granted_at: i64,
 }
 

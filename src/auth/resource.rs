@@ -29,14 +29,21 @@ pub async fn authenticate(
         return next.run(req).await;
     };
     // Inside the nested router the path starts at the service: `/<service>/<endpoint>`.
+    // Decoded as the router's `Path` extractor decodes it, so `/%6eotes/mcp` is
+    // checked as the `notes` it will be served as.
     let mut parts = req.uri().path().trim_start_matches('/').split('/');
-    let service = parts.next().unwrap_or_default().to_string();
+    let raw = parts.next().unwrap_or_default();
+    let service = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
     let endpoint = match parts.next() {
         Some("sse") | Some("message") => "sse",
         _ => "mcp",
     };
     let Some(required) = auth.required_scopes(&service) else {
-        // Unknown service: the handler answers 404; nothing to protect.
+        // Unknown service: the handler answers 404; nothing to protect. (The
+        // handlers also refuse any request without a `Principal` when
+        // authentication is on, so a mismatch here fails closed.)
         return next.run(req).await;
     };
     let challenge = |error: Option<&OAuthError>| {

@@ -20,6 +20,7 @@ struct Args {
     warmup: u64,
     tool: String,
     open: Option<usize>,
+    bearer: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -30,6 +31,9 @@ fn parse_args() -> Result<Args, String> {
         warmup: 2,
         tool: "echo".into(),
         open: None,
+        bearer: std::env::var("MCP_LOAD_BEARER")
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -140,8 +144,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // MCP_LOAD_BEARER: an access token for gateways with proxy.auth (from the
+    // environment, so it does not show in process listings).
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &args.bearer {
+        match reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")) {
+            Ok(v) => {
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            Err(_) => {
+                eprintln!("mcp-load: MCP_LOAD_BEARER is not a valid header value");
+                std::process::exit(2);
+            }
+        }
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
+        .default_headers(headers)
         .build()
         .expect("http client");
 

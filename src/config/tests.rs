@@ -137,3 +137,21 @@ fn committed_schema_is_current() {
         "config.schema.json is stale: run `cargo run -- config-schema > config.schema.json`"
     );
 }
+
+#[test]
+fn ip_ranges() {
+    use std::net::IpAddr;
+    let r = IpRange::parse("10.0.0.0/8").unwrap();
+    assert!(r.contains("10.1.2.3".parse::<IpAddr>().unwrap()));
+    assert!(r.contains("::ffff:10.9.9.9".parse::<IpAddr>().unwrap()));
+    assert!(!r.contains("11.0.0.1".parse::<IpAddr>().unwrap()));
+    let one = IpRange::parse("127.0.0.1").unwrap();
+    assert!(one.contains("127.0.0.1".parse::<IpAddr>().unwrap()));
+    assert!(!one.contains("127.0.0.2".parse::<IpAddr>().unwrap()));
+    let all = IpRange::parse("0.0.0.0/0").unwrap();
+    assert!(all.contains("8.8.8.8".parse::<IpAddr>().unwrap()));
+    let v6 = IpRange::parse("fd00::/8").unwrap();
+    assert!(v6.contains("fd12::1".parse::<IpAddr>().unwrap()));
+    assert!(IpRange::parse("10.0.0.0/33").is_none());
+    assert!(IpRange::parse("nonsense").is_none());
+}

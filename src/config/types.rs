@@ -10,7 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::auth::AuthConfig;
-use super::{BackendSpec, Limits, Problem, Service, Settings, is_loopback};
+use super::{BackendSpec, IpRange, Limits, Problem, Service, Settings, is_loopback};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -52,6 +52,11 @@ pub struct ProxyConfig {
     /// How long children get between SIGTERM and SIGKILL on shutdown. Default `5s`.
     #[serde(default)]
     pub shutdown_grace: Option<DurationStr>,
+    /// Reverse proxies (addresses or CIDR ranges, e.g. `"10.0.0.0/8"`) whose
+    /// `X-Forwarded-For` is believed, so rate limits apply per client rather than
+    /// per proxy. Default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Sign-in and tokens: mcpgate as the OAuth 2.1 authorization server of every
     /// service. Without it the gateway only listens on loopback.
     #[serde(default)]
@@ -369,6 +374,18 @@ impl ProxyConfig {
         if max_body_bytes < 1024 {
             problem("maxBodyBytes", "must be at least 1024".into());
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in self.trusted_proxies.iter().enumerate() {
+            match IpRange::parse(text) {
+                Some(r) => trusted_proxies.push(r),
+                None => problems.push(Problem {
+                    path: format!("proxy.trustedProxies[{i}]"),
+                    message: format!(
+                        "{text:?} is not an IP address or CIDR range like \"10.0.0.0/8\""
+                    ),
+                }),
+            }
+        }
         let auth = self
             .auth
             .and_then(|a| a.validate(base_url.as_ref(), problems));
@@ -384,6 +401,7 @@ impl ProxyConfig {
                 .map_or(Settings::DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             services,
             auth,
+            trusted_proxies,
         })
     }
 }

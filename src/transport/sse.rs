@@ -13,7 +13,7 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::reply;
-use super::streamable::{caller, read_jsonrpc};
+use super::streamable::{caller, read_jsonrpc, unauthenticated};
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::code;
@@ -27,6 +27,9 @@ pub async fn connect(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
+    if let Some(refused) = unauthenticated(&gw, &principal) {
+        return refused;
+    }
     let session = match Session::open(
         svc.clone(),
         gw.sessions.clone(),
@@ -98,6 +101,9 @@ pub async fn message(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
+    if let Some(refused) = unauthenticated(&gw, &principal) {
+        return refused;
+    }
     let Some(sid) = q.session_id else {
         return reply::error(
             StatusCode::BAD_REQUEST,

@@ -36,6 +36,9 @@ pub async fn post(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
+    if let Some(refused) = unauthenticated(&gw, &principal) {
+        return refused;
+    }
     if !accepts(&headers, &["application/json", "text/event-stream"]) {
         return reply::error(
             StatusCode::NOT_ACCEPTABLE,
@@ -271,6 +274,9 @@ pub async fn get(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
+    if let Some(refused) = unauthenticated(&gw, &principal) {
+        return refused;
+    }
     if !accepts(&headers, &["text/event-stream"]) {
         return reply::error(
             StatusCode::NOT_ACCEPTABLE,
@@ -302,6 +308,9 @@ pub async fn delete(
     let Some(svc) = gw.service(&service).cloned() else {
         return reply::unknown_service(&service);
     };
+    if let Some(refused) = unauthenticated(&gw, &principal) {
+        return refused;
+    }
     let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -463,4 +472,19 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
 /// The signed-in caller, when the gateway has authentication.
 pub(super) fn caller(principal: &Option<Extension<Principal>>) -> Option<&UserId> {
     principal.as_ref().map(|Extension(p)| &p.user)
+}
+
+/// Defence in depth behind `auth::resource`: with authentication on, nothing
+/// reaches a session or a backend without a verified caller.
+pub(super) fn unauthenticated(
+    gw: &Gateway,
+    principal: &Option<Extension<Principal>>,
+) -> Option<Response> {
+    (gw.auth.is_some() && principal.is_none()).then(|| {
+        reply::error(
+            StatusCode::UNAUTHORIZED,
+            code::INVALID_REQUEST,
+            "Unauthorized: send an access token from this gateway (Authorization: Bearer ...)",
+        )
+    })
 }
