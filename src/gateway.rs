@@ -59,6 +59,60 @@ impl Gateway {
         base.to_string()
     }
 
+    /// When a person sets their token for a service, their sessions that were
+    /// waiting for it start their backend (no reconnect needed).
+    fn spawn_token_watch(self: &Arc<Self>) {
+        let Some(auth) = self.auth.clone() else {
+            return;
+        };
+        let gw = self.clone();
+        let mut changes = auth.token_changes();
+        tokio::spawn(async move {
+            loop {
+                let (user, service) = tokio::select! {
+                    c = changes.recv() => match c {
+                        Ok(c) => c,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    },
+                    () = gw.shutdown.cancelled() => return,
+                };
+                let waiting: Vec<_> = gw
+                    .sessions
+                    .all()
+                    .into_iter()
+                    .filter(|s| {
+                        s.service.name.as_str() == service && s.owner.as_ref() == Some(&user)
+                    })
+                    .filter_map(|s| s.deferred())
+                    .collect();
+                if waiting.is_empty() {
+                    continue;
+                }
+                let token = match auth.user_token(&user, &service).await {
+                    Ok(Some(t)) => t,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(service, "cannot read a token just set: {e}");
+                        continue;
+                    }
+                };
+                for d in waiting {
+                    let token = token.clone();
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = d.activate(token).await {
+                            tracing::warn!(
+                                service,
+                                "could not start the backend after the token was set: {e}"
+                            );
+                        }
+                    });
+                }
+            }
+        });
+    }
+
     /// Timeouts, idle sessions and orphan reaping, every quarter second.
     fn spawn_housekeeping(self: &Arc<Self>) {
         let gw = self.clone();
@@ -104,6 +158,7 @@ impl Gateway {
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()> {
     process::become_subreaper();
     gw.spawn_housekeeping();
+    gw.spawn_token_watch();
     let app = crate::transport::router(gw.clone());
 
     let signal_gw = gw.clone();

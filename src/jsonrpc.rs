@@ -308,6 +308,20 @@ pub fn error_response(
     }
 }
 
+/// A result response the gateway itself answers with.
+pub fn result_response(id: &RequestId, result: &serde_json::Value) -> Message {
+    let raw = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
+        id.as_json()
+    );
+    Message {
+        raw: Bytes::from(raw),
+        kind: Kind::Response {
+            id: Some(id.clone()),
+        },
+    }
+}
+
 /// A notification the gateway itself sends (e.g. `notifications/cancelled` on timeout).
 pub fn notification(method: &str, params: serde_json::Value) -> Message {
     let raw = serde_json::json!({ "jsonrpc": "2.0", "method": method, "params": params });

@@ -45,6 +45,14 @@ enum Command {
     /// Read a password on stdin and print its argon2id hash, for a `local` user
     /// in the configuration.
     HashPassword,
+    /// Re-encrypt every stored per-user token with the current
+    /// `proxy.auth.encryptionKey` (after moving the old key to
+    /// `previousEncryptionKeys`). Safe while the gateway runs.
+    RotateKeys {
+        /// Configuration file (JSON).
+        #[arg(long, short, env = "MCPGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Retire the access-token signing key in the store and make a new one.
     /// Tokens signed with the old key stay valid until they expire; a running
     /// gateway signs with the new key after a restart.
@@ -98,6 +106,53 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::RotateKeys { config: path } => {
+            let settings = match config::load(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(auth) = &settings.auth else {
+                eprintln!(
+                    "{}: has no proxy.auth section, so no stored tokens",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            };
+            let keys: Vec<[u8; 32]> = auth.encryption_keys.iter().map(|k| k.0).collect();
+            let Some(sealer) = mcpgate::store::sealed::Sealer::new(&keys) else {
+                eprintln!("{}: proxy.auth.encryptionKey is not set", path.display());
+                return ExitCode::FAILURE;
+            };
+            let storage = auth.storage.clone();
+            let rotate = async move {
+                let spec = mcpgate::store::StoreSpec::parse(&storage)
+                    .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
+                let store = mcpgate::store::Store::open(&spec).await?;
+                let n = mcpgate::auth::user_tokens::reseal_all(&store, &sealer).await?;
+                store.close().await;
+                anyhow::Ok((n, sealer.current_kid().to_string()))
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(rotate))
+            {
+                Ok((n, kid)) => {
+                    println!(
+                        "re-encrypted {n} stored token(s) with key {kid}; the previous keys can now be removed from the configuration"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcpgate: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -16,6 +16,14 @@ pub struct Service {
     /// Shared by all sessions of a remote service, so connections are pooled.
     pub http: reqwest::Client,
     pub stats: Stats,
+    /// Whether each person needs a token of their own here (`$userToken`).
+    pub needs_user_token: bool,
+    /// The name people see for it on `/my/tokens` and in messages.
+    pub display_name: String,
+    /// Most sessions one person may hold open.
+    pub max_sessions_per_user: usize,
+    /// Whether audit records include tool-call arguments.
+    pub audit_arguments: bool,
 }
 
 #[derive(Default)]
@@ -67,6 +75,10 @@ impl Service {
             shutdown_grace,
             http,
             stats: Stats::default(),
+            needs_user_token: cfg.needs_user_token(),
+            display_name: cfg.display_name().to_string(),
+            max_sessions_per_user: cfg.limits.max_sessions_per_user,
+            audit_arguments: cfg.audit_arguments,
         })
     }
 }

@@ -1214,14 +1214,10 @@ async fn a_consent_can_be_revoked_with_its_tokens() {
     .url();
     let resp = browser.get(&url).await;
     assert!(location(&resp).contains("/consent?"));
-    // Someone not signed in sees no list.
-    assert_eq!(
-        Browser::default()
-            .get(&format!("{base}/my/consents"))
-            .await
-            .status(),
-        401
-    );
+    // Someone not signed in is sent to sign in first.
+    let resp = Browser::default().get(&format!("{base}/my/consents")).await;
+    assert_eq!(resp.status(), 302);
+    assert!(location(&resp).contains("/my/login"));
 }
 
 #[tokio::test]

@@ -189,7 +189,7 @@ pub async fn authorize(
         }
     };
     let request = Token::<LoginState>::generate();
-    let mut pending = PendingAuthorization {
+    let pending = PendingAuthorization {
         client_id: client.id.clone(),
         client_name: client.name.clone(),
         redirect_uri,
@@ -201,6 +201,7 @@ pub async fn authorize(
         browser: browser.clone(),
         csrf: String::new(),
         upstream: None,
+        self_service: false,
     };
     let force_login = q
         .prompt
@@ -217,32 +218,7 @@ pub async fn authorize(
         {
             break 'next after_sign_in(&auth, &request, pending, &session, force_consent).await;
         }
-        match &auth.login {
-            Login::Local(_) => {
-                if let Err(r) = save_pending(&auth, &request, &pending).await {
-                    break 'next r;
-                }
-                found(&auth.url(&format!("/login?request={}", request.reveal())))
-            }
-            Login::Upstream(provider) => {
-                let (url, upstream) = match provider.start(&callback_url(&auth), request.reveal()) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::error!("cannot start sign-in at the identity provider: {e}");
-                        break 'next web::error_page(
-                            StatusCode::BAD_GATEWAY,
-                            "Sign-in unavailable",
-                            &format!("The identity provider cannot be reached: {e}"),
-                        );
-                    }
-                };
-                pending.upstream = serde_json::to_value(&upstream).ok();
-                if let Err(r) = save_pending(&auth, &request, &pending).await {
-                    break 'next r;
-                }
-                found(url.as_str())
-            }
-        }
+        begin_sign_in(&auth, &request, pending).await
     };
     if let Some(c) = new_cookie
         && let Ok(v) = HeaderValue::from_str(&c)
@@ -250,6 +226,93 @@ pub async fn authorize(
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// Not signed in: to the sign-in form, or to the identity provider.
+async fn begin_sign_in(
+    auth: &Arc<Auth>,
+    request: &Token<LoginState>,
+    mut pending: PendingAuthorization,
+) -> Response {
+    match &auth.login {
+        Login::Local(_) => {
+            if let Err(r) = save_pending(auth, request, &pending).await {
+                return r;
+            }
+            found(&auth.url(&format!("/login?request={}", request.reveal())))
+        }
+        Login::Upstream(provider) => {
+            let (url, upstream) = match provider.start(&callback_url(auth), request.reveal()) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("cannot start sign-in at the identity provider: {e}");
+                    return web::error_page(
+                        StatusCode::BAD_GATEWAY,
+                        "Sign-in unavailable",
+                        &format!("The identity provider cannot be reached: {e}"),
+                    );
+                }
+            };
+            pending.upstream = serde_json::to_value(&upstream).ok();
+            if let Err(r) = save_pending(auth, request, &pending).await {
+                return r;
+            }
+            found(url.as_str())
+        }
+    }
+}
+
+/// `/my/login?next=/my/tokens`: sign in to the gateway itself (for the `/my`
+/// pages), without an OAuth client. The same sign-in as `/authorize`, then
+/// straight back to `next`.
+pub async fn my_sign_in(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = q
+        .next
+        .filter(|n| n.starts_with("/my/") && !n.contains("//") && !n.contains('\\'))
+        .unwrap_or_else(|| "/my/tokens".to_string());
+    let target = auth.url(&next);
+    if signed_in(&auth, &headers).await.is_some() {
+        return found(&target);
+    }
+    let (browser, new_cookie) = match browser_cookie(&auth, &headers) {
+        Some(b) => (b, None),
+        None => {
+            let b = Token::<Browser>::generate();
+            let cookie = auth.cookie(BROWSER_COOKIE, b.reveal(), auth.settings.login_ttl);
+            (b.hash().to_hex(), Some(cookie))
+        }
+    };
+    let pending = PendingAuthorization {
+        client_id: super::ClientId::new("mcpgate"),
+        client_name: Some("mcpgate".into()),
+        redirect_uri: target,
+        redirect_uri_sent: false,
+        state: None,
+        code_challenge: String::new(),
+        scope: Vec::new(),
+        audience: Audience::Gateway,
+        browser,
+        csrf: String::new(),
+        upstream: None,
+        self_service: true,
+    };
+    let request = Token::<LoginState>::generate();
+    let mut resp = begin_sign_in(&auth, &request, pending).await;
+    if let Some(c) = new_cookie
+        && let Ok(v) = HeaderValue::from_str(&c)
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
 }
 
 /// Signed in: straight to the client when this person already consented to this
@@ -261,6 +324,13 @@ async fn after_sign_in(
     session: &BrowserSession,
     force_consent: bool,
 ) -> Response {
+    if pending.self_service {
+        let _ = auth
+            .store
+            .delete::<PendingAuthorization>(&request.hash().to_hex())
+            .await;
+        return found(&pending.redirect_uri);
+    }
     if !force_consent
         && let Ok(Some(consent)) = auth
             .store
@@ -659,7 +729,7 @@ pub async fn consent_page(
             let names: Vec<String> = auth
                 .services
                 .iter()
-                .map(|(n, _)| format!("<code>{}</code>", escape(n.as_str())))
+                .map(|svc| format!("<code>{}</code>", escape(svc.name.as_str())))
                 .collect();
             format!("all services of this gateway ({})", names.join(", "))
         }

@@ -13,6 +13,7 @@
 //! - [`resource`]: the resource server: the bearer check in front of every MCP
 //!   endpoint (401/403 with `WWW-Authenticate`).
 //! - [`account`]: `/my/consents`, where a person sees and revokes what they allowed.
+//! - [`user_tokens`]: each person's own token per service, sealed at rest.
 //! - [`jwt`]: access tokens (ES256 JWT, persisted key, JWKS, verification cache).
 //! - [`records`]: what is kept in the store.
 //! - [`error`], [`redirect`], [`token`], [`password`], [`cimd`], [`idp`]: the
@@ -34,6 +35,8 @@ pub mod records;
 pub mod redirect;
 pub mod resource;
 pub mod token;
+pub mod upstream;
+pub mod user_tokens;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -47,8 +50,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::config::Settings;
 use crate::config::auth::{AuthSettings, IdpSettings};
-use crate::config::{ServiceName, Settings};
 use crate::store::{Store, StoreSpec};
 
 /// Who a person is at the gateway: `<provider>:<subject>` (stable across email changes).
@@ -118,6 +121,8 @@ pub struct Principal {
     pub email: String,
     pub client_id: ClientId,
     pub scopes: Vec<String>,
+    /// A machine client's configured token for `{"$userToken": ...}` (serviceAuths).
+    pub user_token: Option<String>,
 }
 
 /// How people sign in.
@@ -131,8 +136,10 @@ pub struct Auth {
     /// The gateway's public URL without a trailing slash; also the issuer.
     pub issuer: String,
     base: Url,
-    /// Services and the scopes each requires.
-    services: Vec<(ServiceName, Vec<String>)>,
+    /// The configured services (scopes, per-user token settings, service auths).
+    services: Vec<crate::config::Service>,
+    /// Tells open sessions that a person's token for a service changed.
+    token_changes: tokio::sync::broadcast::Sender<(UserId, String)>,
     pub store: Store,
     pub keys: jwt::Keys,
     pub login: Login,
@@ -143,6 +150,8 @@ pub struct Auth {
     /// plain http on loopback (development).
     secure_cookies: bool,
     trusted_proxies: Vec<crate::config::IpRange>,
+    /// Seals per-user tokens; `None` when no encryption key is configured.
+    sealer: Option<crate::store::sealed::Sealer>,
 }
 
 impl Auth {
@@ -234,16 +243,16 @@ impl Auth {
                 .base_url
                 .host_str()
                 .is_some_and(crate::config::is_loopback_host));
+        let sealer = crate::store::sealed::Sealer::new(
+            &auth.encryption_keys.iter().map(|k| k.0).collect::<Vec<_>>(),
+        );
         Ok(Arc::new(Auth {
             limits: ratelimit::Limits::new(&auth),
             settings: auth,
             issuer,
             base: settings.base_url.clone(),
-            services: settings
-                .services
-                .iter()
-                .map(|s| (s.name.clone(), s.required_scopes.clone()))
-                .collect(),
+            services: settings.services.clone(),
+            token_changes: tokio::sync::broadcast::channel(64).0,
             store,
             keys,
             login,
@@ -251,6 +260,7 @@ impl Auth {
             revoked: RwLock::new(revoked),
             secure_cookies,
             trusted_proxies: settings.trusted_proxies.clone(),
+            sealer,
         }))
     }
 
@@ -266,6 +276,16 @@ impl Auth {
                 get(flow::consent_page).post(flow::consent_submit),
             )
             .route("/logout", post(flow::logout))
+            .route("/my/login", get(flow::my_sign_in))
+            .route("/my/tokens", get(account::tokens_page))
+            .route("/my/tokens/{service}", post(account::save_token))
+            .route("/my/tokens/{service}/delete", post(account::delete_token))
+            .route("/my/tokens/{service}/connect", post(upstream::connect))
+            .route(
+                "/my/tokens/{service}/disconnect",
+                post(upstream::disconnect),
+            )
+            .route("/my/oauth/callback", get(upstream::callback))
             .route("/my/consents", get(account::consents_page))
             .route("/my/consents/revoke", post(account::revoke_consent))
             .route("/token", post(grant::token))
@@ -317,17 +337,32 @@ impl Auth {
     }
 
     pub fn required_scopes(&self, service: &str) -> Option<&[String]> {
-        self.services
-            .iter()
-            .find(|(n, _)| n.as_str() == service)
-            .map(|(_, s)| s.as_slice())
+        self.service(service).map(|s| s.required_scopes.as_slice())
+    }
+
+    pub fn service(&self, name: &str) -> Option<&crate::config::Service> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    pub fn services_needing_tokens(&self) -> impl Iterator<Item = &crate::config::Service> {
+        self.services.iter().filter(|s| s.needs_user_token())
+    }
+
+    /// A person's token for a service was set or removed: sessions waiting for
+    /// it start their backend.
+    pub fn user_token_changed(&self, user: &UserId, service: &str) {
+        let _ = self.token_changes.send((user.clone(), service.to_string()));
+    }
+
+    pub fn token_changes(&self) -> tokio::sync::broadcast::Receiver<(UserId, String)> {
+        self.token_changes.subscribe()
     }
 
     /// Every scope any service requires, plus `offline_access`.
     pub fn scopes_supported(&self) -> Vec<String> {
         let mut all: Vec<String> = Vec::new();
-        for (_, scopes) in &self.services {
-            for s in scopes {
+        for svc in &self.services {
+            for s in &svc.required_scopes {
                 if !all.contains(s) {
                     all.push(s.clone());
                 }

@@ -63,6 +63,10 @@ pub struct PendingAuthorization {
     pub csrf: String,
     /// The upstream login in progress (nonce, PKCE verifier), serialized.
     pub upstream: Option<serde_json::Value>,
+    /// A sign-in to the gateway's own pages (`/my/...`), not for a client:
+    /// `redirect_uri` is the page to return to.
+    #[serde(default)]
+    pub self_service: bool,
 }
 
 impl Record for PendingAuthorization {

@@ -76,6 +76,17 @@ pub async fn authenticate(
         }
         resp
     };
+    // Machine clients of this service (serviceAuths) first: a static bearer
+    // token or basic auth. Both paths end in the same `Principal`, so the two
+    // kinds of caller work side by side on one service.
+    if let Some(svc) = auth.service(&service)
+        && !svc.service_auths.is_empty()
+        && let Some(principal) = service_auth(svc, &req)
+    {
+        tracing::debug!(service, user = principal.email.as_str(), "service auth");
+        req.extensions_mut().insert(principal);
+        return next.run(req).await;
+    }
     let Some(token) = bearer(&req) else {
         return refuse(None);
     };
@@ -117,6 +128,7 @@ pub async fn authenticate(
         email: claims.email.clone(),
         client_id: claims.client_id.clone(),
         scopes: claims.scopes().map(String::from).collect(),
+        user_token: None,
     });
     next.run(req).await
 }
@@ -130,4 +142,68 @@ fn bearer(req: &Request) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// A caller matching one of the service's `serviceAuths`.
+fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal> {
+    use crate::config::ServiceAuthConfig;
+    let header = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, value) = header.split_once(' ')?;
+    let value = value.trim();
+    let principal = |user: &str, user_token: &Option<String>| Principal {
+        user: super::UserId::new(format!("service:{user}")),
+        email: user.to_string(),
+        client_id: super::ClientId::new("service-auth"),
+        scopes: svc.required_scopes.clone(),
+        user_token: user_token.clone(),
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let presented = super::sha256_hex(value.as_bytes());
+        // Every configured token is compared, in constant time, whatever matches.
+        let mut found = None;
+        for a in &svc.service_auths {
+            if let ServiceAuthConfig::Bearer {
+                tokens,
+                user,
+                user_token,
+            } = a
+            {
+                for t in tokens {
+                    if super::secure_eq(&super::sha256_hex(t.as_bytes()), &presented)
+                        && found.is_none()
+                    {
+                        found = Some(principal(user, user_token));
+                    }
+                }
+            }
+        }
+        return found;
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (name, password) = text.split_once(':')?;
+        let presented = super::sha256_hex(password.as_bytes());
+        let mut found = None;
+        for a in &svc.service_auths {
+            if let ServiceAuthConfig::Basic {
+                username,
+                password: expected,
+                user,
+                user_token,
+            } = a
+            {
+                let ok = super::secure_eq(username, name)
+                    & super::secure_eq(&super::sha256_hex(expected.as_bytes()), &presented);
+                if ok && found.is_none() {
+                    found = Some(principal(user.as_deref().unwrap_or(username), user_token));
+                }
+            }
+        }
+        return found;
+    }
+    None
 }

@@ -5,6 +5,7 @@
 //! request they belong to when the transport knows it (a streamable HTTP response
 //! stream does; a stdio pipe does not).
 
+pub mod deferred;
 pub mod process;
 mod sse;
 mod stdio;
@@ -42,12 +43,120 @@ pub enum Backend {
     Stdio(stdio::StdioBackend),
     StreamableHttp(streamable::HttpBackend),
     Sse(sse::SseBackend),
+    /// Waiting for the person's token (see `deferred`).
+    Deferred(Arc<deferred::Deferred>),
+}
+
+/// The person a session belongs to, for `{"$user": ...}` and `{"$userToken": ...}`.
+#[derive(Clone)]
+pub struct UserContext {
+    pub email: String,
+    pub sub: String,
+    pub token: Option<String>,
+    /// Where this person sets their token (`/my/tokens`).
+    pub setup_url: String,
+    /// The client they connected with (for audit records).
+    pub client_id: String,
+}
+
+impl std::fmt::Debug for UserContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserContext")
+            .field("email", &self.email)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+/// The service's backend settings with this person's values filled in.
+fn render_spec(
+    spec: &BackendSpec,
+    user: Option<&UserContext>,
+) -> Result<BackendSpec, BackendError> {
+    use crate::config::template::{self, UserValues};
+    let missing = || {
+        BackendError::Connect(
+            "this service needs a signed-in user (per-user values in its configuration)".into(),
+        )
+    };
+    let values = user.map(|u| UserValues {
+        email: &u.email,
+        sub: &u.sub,
+        token: u.token.as_deref(),
+    });
+    let r = |s: &String| -> Result<String, BackendError> {
+        if !template::has_marker(s) {
+            return Ok(s.clone());
+        }
+        let v = values.as_ref().ok_or_else(missing)?;
+        template::render(s, v).map_err(|e| BackendError::Connect(e.to_string()))
+    };
+    let map = |m: &std::collections::BTreeMap<String, String>| -> Result<std::collections::BTreeMap<String, String>, BackendError> {
+        m.iter().map(|(k, v)| Ok((k.clone(), r(v)?))).collect()
+    };
+    Ok(match spec {
+        BackendSpec::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => BackendSpec::Stdio {
+            command: command.clone(),
+            args: args.iter().map(r).collect::<Result<_, _>>()?,
+            env: map(env)?,
+            cwd: cwd.clone(),
+        },
+        BackendSpec::StreamableHttp { url, headers } => BackendSpec::StreamableHttp {
+            url: render_url(url, &r)?,
+            headers: map(headers)?,
+        },
+        BackendSpec::Sse { url, headers } => BackendSpec::Sse {
+            url: render_url(url, &r)?,
+            headers: map(headers)?,
+        },
+    })
+}
+
+fn render_url(
+    url: &url::Url,
+    r: &dyn Fn(&String) -> Result<String, BackendError>,
+) -> Result<url::Url, BackendError> {
+    // Placeholders are percent-encoded inside a parsed URL.
+    let text = url.as_str().replace("%01", "\u{1}");
+    if !text.contains('\u{1}') {
+        return Ok(url.clone());
+    }
+    let rendered = r(&text)?;
+    url::Url::parse(&rendered)
+        .map_err(|e| BackendError::Connect(format!("the per-user URL is not valid: {e}")))
 }
 
 impl Backend {
     /// Start a backend for one session: spawn the process, or connect.
     pub async fn start(service: &Arc<Service>, inbox: InboxRef) -> Result<Backend, BackendError> {
-        match &service.backend {
+        Backend::start_for(service, inbox, None).await
+    }
+
+    /// Start a backend for one person's session: their values filled in. A
+    /// service that needs their token, when they have none yet, gets a
+    /// [`deferred::Deferred`] backend that explains where to set it.
+    pub async fn start_for(
+        service: &Arc<Service>,
+        inbox: InboxRef,
+        user: Option<&UserContext>,
+    ) -> Result<Backend, BackendError> {
+        if let Some(u) = user
+            && service.needs_user_token
+            && u.token.is_none()
+        {
+            return Ok(Backend::Deferred(deferred::Deferred::new(
+                service,
+                inbox,
+                u.clone(),
+            )));
+        }
+        let spec = render_spec(&service.backend, user)?;
+        match &spec {
             BackendSpec::Stdio {
                 command,
                 args,
@@ -79,13 +188,29 @@ impl Backend {
                 b.send(msg).await;
                 Ok(())
             }
+            Backend::Deferred(d) => d.send(msg).await,
         }
     }
 
     /// The client now has a stream for server-initiated messages.
     pub fn client_listens(&self) {
-        if let Backend::StreamableHttp(b) = self {
-            b.client_listens();
+        match self {
+            Backend::StreamableHttp(b) => b.client_listens(),
+            Backend::Deferred(d) => {
+                if let Some(real) = d.real() {
+                    real.client_listens();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this backend runs a process of its own (for `/ready`).
+    pub fn is_process(&self) -> bool {
+        match self {
+            Backend::Stdio(_) => true,
+            Backend::Deferred(d) => d.real().is_some_and(Backend::is_process),
+            _ => false,
         }
     }
 
@@ -95,6 +220,7 @@ impl Backend {
             Backend::Stdio(b) => b.close().await,
             Backend::StreamableHttp(b) => b.close().await,
             Backend::Sse(b) => b.close(),
+            Backend::Deferred(d) => d.close().await,
         }
     }
 }

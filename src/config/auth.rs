@@ -77,6 +77,15 @@ pub struct AuthConfig {
     /// Requests per minute per client IP address.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// Key that encrypts per-user tokens at rest (AES-256-GCM): 32 random bytes in
+    /// base64 (`openssl rand -base64 32`), best as `{"$env": "MCPGATE_ENCRYPTION_KEY"}`.
+    /// Required when a service takes per-user tokens.
+    #[serde(default)]
+    pub encryption_key: Option<String>,
+    /// Earlier keys, still used to decrypt after a rotation (`mcpgate rotate-keys`
+    /// re-encrypts everything with the current key).
+    #[serde(default)]
+    pub previous_encryption_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
@@ -261,6 +270,18 @@ pub struct AuthSettings {
     pub rate_token: u32,
     pub rate_register: u32,
     pub rate_login: u32,
+    /// 32-byte keys, the current one first.
+    pub encryption_keys: Vec<Secret32>,
+}
+
+/// A 32-byte key. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret32(pub [u8; 32]);
+
+impl fmt::Debug for Secret32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret32(..)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -554,6 +575,37 @@ impl AuthConfig {
                 name: c.name,
             });
         }
+        let mut encryption_keys = Vec::new();
+        let key_texts = self
+            .encryption_key
+            .iter()
+            .map(|k| ("encryptionKey".to_string(), k))
+            .chain(
+                self.previous_encryption_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("previousEncryptionKeys[{i}]"), k)),
+            );
+        for (field, text) in key_texts {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()));
+            match decoded
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            {
+                Some(k) => encryption_keys.push(Secret32(k)),
+                None => problem(
+                    &field,
+                    "must be 32 bytes in base64 (generate one with `openssl rand -base64 32`)"
+                        .into(),
+                ),
+            }
+        }
+        if self.encryption_key.is_none() && !self.previous_encryption_keys.is_empty() {
+            problem("encryptionKey", "is required when previousEncryptionKeys is set (it is the key new values are encrypted with)".into());
+        }
         let d = |v: Option<DurationStr>, default: Duration| v.map_or(default, |d| d.0);
         const DAY: u64 = 24 * 3600;
         let settings = AuthSettings {
@@ -573,6 +625,7 @@ impl AuthConfig {
             rate_token: self.rate_limits.token.unwrap_or(120),
             rate_register: self.rate_limits.register.unwrap_or(30),
             rate_login: self.rate_limits.login.unwrap_or(10),
+            encryption_keys,
         };
         for (field, v) in [
             ("tokenTtl", settings.token_ttl),

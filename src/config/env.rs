@@ -28,11 +28,23 @@ pub(super) fn resolve(
                         path: path.to_string(),
                         message: "\"$env\" must name an environment variable as a string".into(),
                     }),
+                    Ok(("$user", serde_json::Value::String(field))) => {
+                        match super::template::user_field(field) {
+                            Some(p) => *value = serde_json::Value::String(p.to_string()),
+                            None => problems.push(Problem {
+                                path: path.to_string(),
+                                message: format!(
+                                    "\"$user\" must be \"email\" or \"sub\", not {field:?}"
+                                ),
+                            }),
+                        }
+                    }
+                    Ok(("$userToken", serde_json::Value::String(format))) => {
+                        *value = serde_json::Value::String(super::template::user_token(format));
+                    }
                     Ok((key, _)) => problems.push(Problem {
                         path: path.to_string(),
-                        message: format!(
-                            "{key:?} references need per-user authentication (proxy.auth), which this version of mcpgate does not provide yet"
-                        ),
+                        message: format!("{key:?} must be a string"),
                     }),
                     Err(m) => problems.push(Problem {
                         path: path.to_string(),
@@ -54,6 +66,14 @@ pub(super) fn resolve(
             for (i, v) in items.iter_mut().enumerate() {
                 resolve(v, &format!("{path}[{i}]"), lookup, problems);
             }
+        }
+        serde_json::Value::String(text) if super::template::has_marker(text) => {
+            problems.push(Problem {
+                path: path.to_string(),
+                message:
+                    "contains a control character (U+0001) that configuration text may not hold"
+                        .into(),
+            });
         }
         _ => {}
     }

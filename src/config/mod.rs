@@ -8,6 +8,7 @@
 pub mod auth;
 mod env;
 pub mod schema;
+pub mod template;
 mod types;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use types::{ConfigFile, DurationStr, ProxyConfig, ServiceConfig, TransportType};
+pub use types::{
+    ConfigFile, DurationStr, ProxyConfig, ServiceAuthConfig, ServiceConfig, TransportType,
+    UserAuthConfig,
+};
 use url::Url;
 
 /// A service's name: the first path segment of its URLs (`/<name>/mcp`).
@@ -117,6 +121,7 @@ pub struct Limits {
     pub startup_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
 }
 
 impl Limits {
@@ -125,6 +130,7 @@ impl Limits {
     pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
     pub const DEFAULT_MAX_SESSIONS: usize = 1000;
+    pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 10;
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +140,36 @@ pub struct Service {
     pub limits: Limits,
     /// OAuth scopes a token needs here (with `proxy.auth`).
     pub required_scopes: Vec<String>,
+    /// How people provide their token for this service, if it takes one.
+    pub user_auth: Option<UserAuthConfig>,
+    /// Whether the backend settings hold `{"$userToken": ...}`.
+    pub uses_user_token: bool,
+    /// Whether they hold any per-user value.
+    pub uses_user_values: bool,
+    pub service_auths: Vec<ServiceAuthConfig>,
+    pub audit_arguments: bool,
+}
+
+impl Service {
+    /// Whether people need a token of their own for this service.
+    pub fn needs_user_token(&self) -> bool {
+        self.uses_user_token || self.user_auth.is_some()
+    }
+
+    /// The name shown on `/my/tokens`.
+    pub fn display_name(&self) -> &str {
+        match &self.user_auth {
+            Some(UserAuthConfig::Manual {
+                display_name: Some(n),
+                ..
+            })
+            | Some(UserAuthConfig::Oauth {
+                display_name: Some(n),
+                ..
+            }) => n,
+            _ => self.name.as_str(),
+        }
+    }
 }
 
 /// The validated configuration the gateway runs with.
@@ -342,14 +378,17 @@ pub fn parse(
         };
         match typed::<ServiceConfig>(val, &path) {
             Ok(cfg) => {
-                if let (Some(name), Some((backend, limits, required_scopes))) =
-                    (service_name, cfg.validate(&path, &mut problems))
-                {
+                if let (Some(name), Some(v)) = (service_name, cfg.validate(&path, &mut problems)) {
                     services.push(Service {
                         name,
-                        backend,
-                        limits,
-                        required_scopes,
+                        backend: v.backend,
+                        limits: v.limits,
+                        required_scopes: v.required_scopes,
+                        user_auth: v.user_auth,
+                        uses_user_token: v.uses_user_token,
+                        uses_user_values: v.uses_user_values,
+                        service_auths: v.service_auths,
+                        audit_arguments: v.audit_arguments,
                     });
                 }
             }

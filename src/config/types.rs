@@ -116,6 +116,80 @@ pub struct ServiceConfig {
     /// OAuth scopes a token needs for this service (with `proxy.auth`). Default `["mcp"]`.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Most sessions one person may have open on this service. Default 10.
+    #[serde(default)]
+    pub max_sessions_per_user: Option<usize>,
+    /// mcp-front compatibility: implied by a `{"$userToken": ...}` reference.
+    #[serde(default)]
+    pub requires_user_token: Option<bool>,
+    /// How each person provides their token for this service: typed in at
+    /// `/my/tokens` (`manual`) or obtained from the service's provider (`oauth`).
+    #[serde(default)]
+    pub user_authentication: Option<UserAuthConfig>,
+    /// Machine clients (CI jobs, scripts) that cannot do OAuth: static bearer
+    /// tokens or basic auth, each acting as a named identity.
+    #[serde(default)]
+    pub service_auths: Vec<ServiceAuthConfig>,
+    /// Log tool-call arguments in the audit records of this service. Default false.
+    #[serde(default)]
+    pub audit_arguments: bool,
+}
+
+/// How a person provides their token for a service.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UserAuthConfig {
+    /// The person pastes a token (e.g. a Notion integration secret) at `/my/tokens`.
+    #[serde(rename_all = "camelCase")]
+    Manual {
+        display_name: Option<String>,
+        /// What the token is and where to create it.
+        #[serde(default)]
+        instructions: Option<String>,
+        #[serde(default)]
+        help_url: Option<String>,
+        /// A regular expression the token must match.
+        #[serde(default)]
+        validation: Option<String>,
+    },
+    /// mcpgate runs an OAuth code flow (with PKCE) against the service's provider
+    /// ("Connect with Linear") and keeps the tokens, refreshed before expiry.
+    #[serde(rename_all = "camelCase")]
+    Oauth {
+        display_name: Option<String>,
+        client_id: String,
+        client_secret: String,
+        authorization_url: String,
+        token_url: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+}
+
+/// A machine client of one service.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ServiceAuthConfig {
+    /// `Authorization: Bearer <token>`; tokens are hashed at load and compared in constant time.
+    #[serde(rename_all = "camelCase")]
+    Bearer {
+        tokens: Vec<String>,
+        /// Who the caller acts as (e.g. `ci@company.com`).
+        user: String,
+        /// The value of `{"$userToken": ...}` for this caller.
+        #[serde(default)]
+        user_token: Option<String>,
+    },
+    /// `Authorization: Basic`.
+    #[serde(rename_all = "camelCase")]
+    Basic {
+        username: String,
+        password: String,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        user_token: Option<String>,
+    },
 }
 
 /// A duration written as text: `"500ms"`, `"30s"`, `"5m"`, `"1h 30m"`.
@@ -134,13 +208,21 @@ impl<'de> Deserialize<'de> for DurationStr {
     }
 }
 
+/// A service's validated parts, before it is named.
+pub(super) struct ValidService {
+    pub backend: BackendSpec,
+    pub limits: Limits,
+    pub required_scopes: Vec<String>,
+    pub user_auth: Option<UserAuthConfig>,
+    pub uses_user_token: bool,
+    pub uses_user_values: bool,
+    pub service_auths: Vec<ServiceAuthConfig>,
+    pub audit_arguments: bool,
+}
+
 impl ServiceConfig {
     /// Check the combination of fields and build the typed backend.
-    pub(super) fn validate(
-        self,
-        path: &str,
-        problems: &mut Vec<Problem>,
-    ) -> Option<(BackendSpec, Limits, Vec<String>)> {
+    pub(super) fn validate(self, path: &str, problems: &mut Vec<Problem>) -> Option<ValidService> {
         let before = problems.len();
         let mut problem = |field: &str, message: String| {
             problems.push(Problem {
@@ -152,6 +234,26 @@ impl ServiceConfig {
                 message,
             })
         };
+        for (field, text) in [
+            ("command", self.command.as_deref()),
+            ("cwd", self.cwd.as_deref()),
+        ] {
+            if text.is_some_and(super::template::uses_user) {
+                problem(field, "per-user values ($user, $userToken) are allowed in args, env, url and headers, never here".into());
+            }
+        }
+        let max_per_user = self
+            .max_sessions_per_user
+            .unwrap_or(Limits::DEFAULT_MAX_SESSIONS_PER_USER);
+        if max_per_user == 0 {
+            problem("maxSessionsPerUser", "must be at least 1".into());
+        }
+        let mut texts: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        texts.extend(self.env.values().map(String::as_str));
+        texts.extend(self.url.as_deref());
+        texts.extend(self.headers.values().map(String::as_str));
+        let uses_token = texts.iter().any(|t| super::template::uses_token(t));
+        let uses_user = texts.iter().any(|t| super::template::uses_user(t));
         let kind = match (self.transport_type, &self.command, &self.url) {
             (Some(t), _, _) => t,
             (None, Some(_), None) => TransportType::Stdio,
@@ -257,6 +359,7 @@ impl ServiceConfig {
                 .idle_timeout
                 .map_or(Limits::DEFAULT_IDLE_TIMEOUT, |d| d.0),
             max_sessions: self.max_sessions.unwrap_or(Limits::DEFAULT_MAX_SESSIONS),
+            max_sessions_per_user: Limits::DEFAULT_MAX_SESSIONS_PER_USER,
         };
         for (field, d) in [
             ("requestTimeout", limits.request_timeout),
@@ -289,10 +392,75 @@ impl ServiceConfig {
                 );
             }
         }
+        if self.requires_user_token == Some(true) && !uses_token {
+            problem(
+                "requiresUserToken",
+                "is true but no {\"$userToken\": ...} reference says where the token goes".into(),
+            );
+        }
+        if let Some(UserAuthConfig::Manual {
+            validation: Some(v),
+            ..
+        }) = &self.user_authentication
+            && regex_lite::Regex::new(v).is_err()
+        {
+            problem(
+                "userAuthentication.validation",
+                format!("{v:?} is not a valid regular expression"),
+            );
+        }
+        let mut service_auths = Vec::new();
+        for (i, a) in self.service_auths.iter().enumerate() {
+            match a {
+                ServiceAuthConfig::Bearer { tokens, user, .. } => {
+                    if tokens.is_empty() || tokens.iter().any(|t| t.len() < 16) {
+                        problem(
+                            &format!("serviceAuths[{i}].tokens"),
+                            "needs at least one token, each at least 16 characters".into(),
+                        );
+                    }
+                    if user.trim().is_empty() {
+                        problem(
+                            &format!("serviceAuths[{i}].user"),
+                            "names who the caller acts as (e.g. \"ci@company.com\")".into(),
+                        );
+                    }
+                }
+                ServiceAuthConfig::Basic {
+                    username, password, ..
+                } => {
+                    if username.is_empty() || username.contains(':') {
+                        problem(
+                            &format!("serviceAuths[{i}].username"),
+                            "must be non-empty and without ':'".into(),
+                        );
+                    }
+                    if password.len() < 12 {
+                        problem(
+                            &format!("serviceAuths[{i}].password"),
+                            "must be at least 12 characters".into(),
+                        );
+                    }
+                }
+            }
+            service_auths.push(a.clone());
+        }
         if problems.len() > before {
             return None;
         }
-        backend.map(|b| (b, limits, scopes))
+        backend.map(|backend| ValidService {
+            backend,
+            limits: Limits {
+                max_sessions_per_user: max_per_user,
+                ..limits
+            },
+            required_scopes: scopes,
+            user_auth: self.user_authentication,
+            uses_user_token: uses_token,
+            uses_user_values: uses_user,
+            service_auths,
+            audit_arguments: self.audit_arguments,
+        })
     }
 }
 
@@ -389,6 +557,27 @@ impl ProxyConfig {
         let auth = self
             .auth
             .and_then(|a| a.validate(base_url.as_ref(), problems));
+        for s in &services {
+            let path = format!("mcpServers.{}", s.name);
+            let per_user =
+                s.uses_user_values || s.user_auth.is_some() || !s.service_auths.is_empty();
+            if per_user && auth.is_none() {
+                problems.push(Problem {
+                    path: path.clone(),
+                    message: "uses per-user values, user tokens or serviceAuths, which need sign-in: add a proxy.auth section".into(),
+                });
+            }
+            if (s.uses_user_token || s.user_auth.is_some())
+                && auth.as_ref().is_some_and(|a| a.encryption_keys.is_empty())
+            {
+                problems.push(Problem {
+                    path: "proxy.auth.encryptionKey".into(),
+                    message: format!(
+                        "is required because {path} keeps per-user tokens (stored encrypted with it); set it to 32 random bytes in base64, e.g. {{\"$env\": \"MCPGATE_ENCRYPTION_KEY\"}} with the output of `openssl rand -base64 32`"
+                    ),
+                });
+            }
+        }
         Some(Settings {
             name: self.name.unwrap_or_else(|| "mcpgate".to_string()),
             addr: addr?,

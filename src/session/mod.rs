@@ -80,6 +80,72 @@ struct Pending {
     deadline: Instant,
     timeout: Duration,
     progress: Option<String>,
+    /// For `tools/call`, `resources/read` and `prompts/get`: what the audit record needs.
+    audit: Option<Box<Audit>>,
+}
+
+/// One audited request in flight.
+struct Audit {
+    name: String,
+    arguments: Option<String>,
+    started: Instant,
+}
+
+impl Audit {
+    /// The audited requests: what they act on, and (when the service logs them) their arguments.
+    fn of(method: &str, raw: &[u8], with_arguments: bool) -> Option<Box<Audit>> {
+        let field = match method {
+            "tools/call" | "prompts/get" => "name",
+            "resources/read" => "uri",
+            _ => return None,
+        };
+        let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        let params = v.get("params");
+        let name = params
+            .and_then(|p| p.get(field))
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect();
+        let arguments = with_arguments
+            .then(|| {
+                params
+                    .and_then(|p| p.get("arguments"))
+                    .map(|a| a.to_string())
+            })
+            .flatten();
+        Some(Box::new(Audit {
+            name,
+            arguments,
+            started: Instant::now(),
+        }))
+    }
+}
+
+/// "ok", "error" (a JSON-RPC error) or "tool_error" (a result with `isError`).
+fn outcome(raw: &[u8]) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        error: Option<serde::de::IgnoredAny>,
+        result: Option<ResultShape>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ResultShape {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    match serde_json::from_slice::<Shape>(raw) {
+        Ok(Shape { error: Some(_), .. }) => "error",
+        Ok(Shape {
+            result: Some(ResultShape {
+                is_error: Some(true),
+            }),
+            ..
+        }) => "tool_error",
+        Ok(_) => "ok",
+        Err(_) => "unreadable",
+    }
 }
 
 struct Logged {
@@ -130,6 +196,8 @@ pub struct Session {
     /// The signed-in person who opened it (with `proxy.auth`). Only they can use
     /// its id; to anyone else it is an unknown session.
     pub owner: Option<UserId>,
+    /// The OAuth client (or service auth) the owner connected with.
+    pub client_id: Option<String>,
     me: Weak<Session>,
     registry: Arc<Registry>,
     backend: OnceLock<Backend>,
@@ -146,6 +214,7 @@ impl Session {
         registry: Arc<Registry>,
         legacy: bool,
         owner: Option<UserId>,
+        user: Option<crate::backend::UserContext>,
     ) -> Result<Arc<Session>, OpenError> {
         let max = service.limits.max_sessions;
         if !service.stats.try_open_session(max) {
@@ -159,6 +228,7 @@ impl Session {
             service: service.clone(),
             legacy,
             owner,
+            client_id: user.as_ref().map(|u| u.client_id.clone()),
             me: me.clone(),
             registry: registry.clone(),
             backend: OnceLock::new(),
@@ -168,7 +238,7 @@ impl Session {
             last_activity_ms: AtomicU64::new(0),
         });
         let inbox: InboxRef = Arc::downgrade(&session) as Weak<dyn Inbox>;
-        match Backend::start(&service, inbox).await {
+        match Backend::start_for(&service, inbox, user.as_ref()).await {
             Ok(b) => {
                 let _ = session.backend.set(b);
             }
@@ -200,6 +270,31 @@ impl Session {
     fn touch(&self) {
         let ms = self.created.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// One structured record per audited request (target `audit`): who, which
+    /// client, which service and tool/resource/prompt, how long, what outcome.
+    fn audit(&self, method: &str, a: &Audit, outcome: &str) {
+        tracing::info!(
+            target: "audit",
+            user = self.owner.as_ref().map(|u| u.as_str()).unwrap_or("anonymous"),
+            client_id = self.client_id.as_deref().unwrap_or("-"),
+            service = %self.service.name,
+            method,
+            name = a.name.as_str(),
+            duration_ms = a.started.elapsed().as_secs_f64() * 1000.0,
+            outcome,
+            arguments = a.arguments.as_deref(),
+            "audit"
+        );
+    }
+
+    /// The backend waiting for this person's token, if that is what this session has.
+    pub fn deferred(&self) -> Option<Arc<crate::backend::deferred::Deferred>> {
+        match self.backend.get() {
+            Some(Backend::Deferred(d)) if d.real().is_none() => Some(d.clone()),
+            _ => None,
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -271,6 +366,7 @@ impl Session {
                                 deadline: now + timeout,
                                 timeout,
                                 progress,
+                                audit: Audit::of(method, &m.raw, self.service.audit_arguments),
                             },
                         );
                         if let Some(slot) = st.streams.get_mut(&stream) {
@@ -380,6 +476,9 @@ impl Session {
                 if let Some(tok) = &p.progress {
                     st.progress.remove(tok);
                 }
+                if let Some(a) = &p.audit {
+                    self.audit(&p.method, a, "timeout");
+                }
                 let message = format!(
                     "service {:?} did not answer {:?} within {} ({})",
                     self.service.name.as_str(),
@@ -452,7 +551,7 @@ impl Session {
     }
 
     pub fn process_count_hint(&self) -> usize {
-        usize::from(matches!(self.backend.get(), Some(Backend::Stdio(_))))
+        usize::from(self.backend.get().is_some_and(Backend::is_process))
     }
 }
 
@@ -472,6 +571,9 @@ impl Inbox for Session {
                     };
                     if let Some(tok) = &p.progress {
                         st.progress.remove(tok);
+                    }
+                    if let Some(a) = &p.audit {
+                        self.audit(&p.method, a, outcome(&msg.raw));
                     }
                     if &*p.method == "initialize" {
                         match initialize_outcome(&msg.raw) {

@@ -37,6 +37,16 @@ impl Registry {
         map.remove(id);
     }
 
+    /// Open sessions of one person on one service.
+    pub fn count_for(&self, service: &ServiceName, owner: &UserId) -> usize {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|s| {
+                &s.service.name == service && s.owner.as_ref() == Some(owner) && !s.is_closed()
+            })
+            .count()
+    }
+
     pub fn all(&self) -> Vec<Arc<Session>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.values().cloned().collect()

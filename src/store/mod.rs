@@ -26,6 +26,7 @@
 //! store should call now and then.
 
 mod memory;
+pub mod sealed;
 mod sqlite;
 
 use std::fmt;

@@ -13,7 +13,7 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::reply;
-use super::streamable::{caller, read_jsonrpc, unauthenticated};
+use super::streamable::{caller, for_person, read_jsonrpc, unauthenticated};
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::jsonrpc::code;
@@ -30,14 +30,12 @@ pub async fn connect(
     if let Some(refused) = unauthenticated(&gw, &principal) {
         return refused;
     }
-    let session = match Session::open(
-        svc.clone(),
-        gw.sessions.clone(),
-        true,
-        caller(&principal).cloned(),
-    )
-    .await
+    let (owner, user) = match for_person(&gw, &svc, principal.as_ref().map(|Extension(p)| p)).await
     {
+        Ok(x) => x,
+        Err((status, code, message)) => return reply::error(status, code, &message),
+    };
+    let session = match Session::open(svc.clone(), gw.sessions.clone(), true, owner, user).await {
         Ok(s) => s,
         Err(e) => {
             let status = match e {

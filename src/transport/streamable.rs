@@ -17,6 +17,7 @@ use futures_util::stream;
 
 use super::{SUPPORTED_VERSIONS, reply};
 use crate::auth::{Principal, UserId};
+use crate::backend::UserContext;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, Incoming, code};
 use crate::service::Service;
@@ -51,7 +52,7 @@ pub async fn post(
         Err(resp) => return resp,
     };
     if !headers.contains_key(reply::SESSION_HEADER) {
-        return without_session(gw, svc, &headers, incoming, caller(&principal).cloned()).await;
+        return without_session(gw, svc, &headers, incoming, principal.map(|Extension(p)| p)).await;
     }
     let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
         Ok(s) if !s.legacy => s,
@@ -93,7 +94,7 @@ async fn without_session(
     svc: Arc<Service>,
     headers: &HeaderMap,
     incoming: Incoming,
-    owner: Option<UserId>,
+    principal: Option<Principal>,
 ) -> Response {
     let first = &incoming.messages[0];
     let is_initialize = !incoming.batch && first.method() == Some("initialize");
@@ -115,7 +116,13 @@ async fn without_session(
         // initialize handshake intends. Nothing to refuse here.
         tracing::debug!(requested = %version, "client asked for a newer protocol version");
     }
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), false, owner).await {
+    let (owner, user) = match for_person(&gw, &svc, principal.as_ref()).await {
+        Ok(x) => x,
+        Err((status, code, message)) => {
+            return reply::error_for(status, first.request_id(), code, &message);
+        }
+    };
+    let session = match Session::open(svc.clone(), gw.sessions.clone(), false, owner, user).await {
         Ok(s) => s,
         Err(e @ OpenError::Limit { .. }) => {
             return reply::error_for(
@@ -487,4 +494,53 @@ pub(super) fn unauthenticated(
             "Unauthorized: send an access token from this gateway (Authorization: Bearer ...)",
         )
     })
+}
+
+/// Who a new session belongs to and the values its backend gets: the caller's
+/// identity and, when the service needs one, their token. Refuses a person
+/// over their session limit on this service.
+pub(super) async fn for_person(
+    gw: &Gateway,
+    svc: &Service,
+    principal: Option<&Principal>,
+) -> Result<(Option<UserId>, Option<UserContext>), (StatusCode, i64, String)> {
+    let (Some(p), Some(auth)) = (principal, gw.auth.as_ref()) else {
+        return Ok((None, None));
+    };
+    let open = gw.sessions.count_for(&svc.name, &p.user);
+    if open >= svc.max_sessions_per_user {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            code::SESSION_LIMIT,
+            format!(
+                "you already have {open} sessions open on {}; the limit per person is {} (mcpServers.{}.maxSessionsPerUser). Close some, or let them time out, and try again",
+                svc.name, svc.max_sessions_per_user, svc.name
+            ),
+        ));
+    }
+    let token = if !svc.needs_user_token {
+        None
+    } else if let Some(t) = &p.user_token {
+        Some(t.clone())
+    } else {
+        auth.user_token(&p.user, svc.name.as_str())
+            .await
+            .map_err(|e| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    code::BACKEND_UNAVAILABLE,
+                    e.to_string(),
+                )
+            })?
+    };
+    Ok((
+        Some(p.user.clone()),
+        Some(UserContext {
+            email: p.email.clone(),
+            sub: p.user.as_str().to_string(),
+            token,
+            setup_url: auth.url("/my/tokens"),
+            client_id: p.client_id.as_str().to_string(),
+        }),
+    ))
 }

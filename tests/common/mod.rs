@@ -99,6 +99,38 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The gateway with JSON logs written to a file (returned), for tests that read them.
+pub async fn gateway_logged(config: Value) -> (Proc, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("mcpgate.json");
+    let log = dir.path().join("mcpgate.log");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).expect("write config");
+    let mut child = Command::new(GATEWAY)
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gateway");
+    let url = first_line_url(&mut child, "mcpgate listening on").await;
+    (
+        Proc {
+            child,
+            url,
+            _dir: Some(dir),
+        },
+        log,
+    )
+}
+
 pub async fn gateway_at(config: Value, env: &[(&str, &str)], addr: &str) -> Proc {
     let dir = tempfile::tempdir().expect("tempdir");
     let path: PathBuf = dir.path().join("mcpgate.json");

@@ -1,0 +1,195 @@
+//! A session whose person has not set their token for the service yet.
+//!
+//! Refusing `initialize` would leave the person with a connection error and no
+//! explanation. Instead the gateway answers the handshake itself and offers one
+//! tool, whose description and result say where to set the token
+//! (`/my/tokens`): models relay that to the person. When the token is saved, the
+//! real backend starts (its `initialize` replayed from the client's own), and
+//! the client gets `notifications/tools/list_changed`, so the service works
+//! without reconnecting.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::{Backend, BackendError, Inbox, InboxRef, UserContext};
+use crate::jsonrpc::{self, Kind, Message, RequestId, code};
+use crate::service::Service;
+
+/// The id the replayed `initialize` carries; its answer is kept from the client,
+/// which already has one.
+const SETUP_INIT_ID: &str = "\"mcpgate-setup-initialize\"";
+
+pub struct Deferred {
+    service: Arc<Service>,
+    session: InboxRef,
+    user: UserContext,
+    me: Weak<Deferred>,
+    real: OnceLock<Backend>,
+    init: Mutex<Option<Message>>,
+    waiting: Mutex<Option<oneshot::Sender<Message>>>,
+    activating: tokio::sync::Mutex<()>,
+}
+
+impl Deferred {
+    pub fn new(service: &Arc<Service>, session: InboxRef, user: UserContext) -> Arc<Deferred> {
+        Arc::new_cyclic(|me| Deferred {
+            service: service.clone(),
+            session,
+            user,
+            me: me.clone(),
+            real: OnceLock::new(),
+            init: Mutex::new(None),
+            waiting: Mutex::new(None),
+            activating: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn real(&self) -> Option<&Backend> {
+        self.real.get()
+    }
+
+    fn answer(&self, msg: Message) {
+        if let Some(inbox) = self.session.upgrade() {
+            inbox.deliver(msg, None);
+        }
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "Your token for {} is not set, so this service cannot be used yet. Open {} to set it; this connection picks it up at once.",
+            self.service.display_name, self.user.setup_url
+        )
+    }
+
+    pub async fn send(&self, msg: Message) -> Result<(), BackendError> {
+        if let Some(real) = self.real.get() {
+            return Box::pin(real.send(msg)).await;
+        }
+        let Kind::Request { id, method } = &msg.kind else {
+            return Ok(());
+        };
+        let result = match &**method {
+            "initialize" => {
+                let version = msg
+                    .initialize_version()
+                    .filter(|v| crate::transport::SUPPORTED_VERSIONS.contains(&v.as_str()))
+                    .unwrap_or_else(|| crate::transport::SUPPORTED_VERSIONS[0].to_string());
+                if let Ok(mut init) = self.init.lock() {
+                    *init = Some(msg.clone());
+                }
+                json!({
+                    "protocolVersion": version,
+                    "capabilities": {"tools": {"listChanged": true}},
+                    "serverInfo": {"name": format!("{} (token needed)", self.service.name), "version": env!("CARGO_PKG_VERSION")},
+                    "instructions": self.message(),
+                })
+            }
+            "ping" => json!({}),
+            "tools/list" => json!({"tools": [{
+                "name": "token_required",
+                "description": self.message(),
+                "inputSchema": {"type": "object", "properties": {}},
+            }]}),
+            "tools/call" => json!({
+                "content": [{"type": "text", "text": self.message()}],
+                "isError": true,
+            }),
+            "resources/list" => json!({"resources": []}),
+            "resources/templates/list" => json!({"resourceTemplates": []}),
+            "prompts/list" => json!({"prompts": []}),
+            _ => {
+                self.answer(jsonrpc::error_response(
+                    Some(id),
+                    code::SERVER_ERROR,
+                    &self.message(),
+                    None,
+                ));
+                return Ok(());
+            }
+        };
+        self.answer(jsonrpc::result_response(id, &result));
+        Ok(())
+    }
+
+    /// The person's token is now set: start the real backend, replay the
+    /// handshake, and tell the client its tools changed.
+    pub async fn activate(&self, token: String) -> Result<(), BackendError> {
+        let _guard = self.activating.lock().await;
+        if self.real.get().is_some() {
+            return Ok(());
+        }
+        let mut user = self.user.clone();
+        user.token = Some(token);
+        let me: InboxRef = self.me.clone() as Weak<dyn Inbox>;
+        let real = Backend::start_for(&self.service, me, Some(&user)).await?;
+        let init = self.init.lock().ok().and_then(|i| i.clone());
+        if let Some(init) = init {
+            let replay = with_id(&init, SETUP_INIT_ID)
+                .ok_or_else(|| BackendError::Connect("cannot replay initialize".into()))?;
+            let (tx, rx) = oneshot::channel();
+            if let Ok(mut w) = self.waiting.lock() {
+                *w = Some(tx);
+            }
+            Box::pin(real.send(replay)).await?;
+            match tokio::time::timeout(self.service.limits.startup_timeout, rx).await {
+                Ok(Ok(answer)) if !answer.raw.windows(8).any(|w| w == b"\"error\":") => {}
+                _ => {
+                    real.close().await;
+                    return Err(BackendError::Connect(format!(
+                        "{} did not answer initialize after the token was set",
+                        self.service.name
+                    )));
+                }
+            }
+            Box::pin(real.send(jsonrpc::notification(
+                "notifications/initialized",
+                json!({}),
+            )))
+            .await?;
+        }
+        let _ = self.real.set(real);
+        tracing::info!(service = %self.service.name, "token set: the backend started for a waiting session");
+        self.answer(jsonrpc::notification(
+            "notifications/tools/list_changed",
+            json!({}),
+        ));
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        if let Some(real) = self.real.get() {
+            Box::pin(real.close()).await;
+        }
+    }
+}
+
+impl Inbox for Deferred {
+    fn deliver(&self, msg: Message, related: Option<RequestId>) {
+        if let Kind::Response { id: Some(id) } = &msg.kind
+            && id.as_json() == SETUP_INIT_ID
+        {
+            if let Some(tx) = self.waiting.lock().ok().and_then(|mut w| w.take()) {
+                let _ = tx.send(msg);
+            }
+            return;
+        }
+        if let Some(inbox) = self.session.upgrade() {
+            inbox.deliver(msg, related);
+        }
+    }
+
+    fn backend_closed(&self, reason: String) {
+        if let Some(inbox) = self.session.upgrade() {
+            inbox.backend_closed(reason);
+        }
+    }
+}
+
+/// The same request with another id (the rest of the bytes untouched).
+fn with_id(msg: &Message, id: &str) -> Option<Message> {
+    let mut value: serde_json::Value = serde_json::from_slice(&msg.raw).ok()?;
+    value["id"] = serde_json::from_str(id).ok()?;
+    Message::parse(bytes::Bytes::from(value.to_string())).ok()
+}
