@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod connect;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod service;

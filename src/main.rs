@@ -61,11 +61,15 @@ enum Command {
         #[arg(long, short, env = "MCPGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Be a stdio MCP server for a local client, connected to a remote
+    /// (OAuth-protected) MCP server: `mcpgate connect https://host/service/mcp`.
+    Connect(mcpgate::connect::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Connect(args) => mcpgate::connect::main(args),
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(s) => {
                 println!(

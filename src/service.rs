@@ -24,6 +24,8 @@ pub struct Service {
     pub max_sessions_per_user: usize,
     /// Whether audit records include tool-call arguments.
     pub audit_arguments: bool,
+    /// `"shared": true`: one backend per person for all their sessions.
+    pub shared: Option<crate::backend::shared::Pool>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ impl Service {
             display_name: cfg.display_name().to_string(),
             max_sessions_per_user: cfg.limits.max_sessions_per_user,
             audit_arguments: cfg.audit_arguments,
+            shared: cfg.shared.then(crate::backend::shared::Pool::default),
         })
     }
 }

@@ -405,3 +405,55 @@ async fn every_tool_call_leaves_an_audit_record() {
         "arguments are not logged unless enabled"
     );
 }
+
+#[tokio::test]
+async fn a_shared_process_serves_one_persons_sessions_and_keeps_answers_apart() {
+    let mut c = config("memory", &[KEY_A]);
+    c["mcpServers"]["team"] = json!({"command": common::TEST_SERVER, "shared": true});
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    c["proxy"]["baseURL"] = json!(format!("http://{addr}"));
+    let _gw = gateway_at(c, &[], &addr).await;
+    let base = format!("http://{addr}");
+    let team = format!("{base}/team/mcp");
+    let alice = tokens_for(&base, "alice@example.com", "pw-alice", None).await;
+    let bob = tokens_for(&base, "bob@example.com", "pw-bob", None).await;
+    let mut a1 = Mcp::new(team.clone()).with_bearer(&alice.access);
+    a1.initialize().await;
+    let mut a2 = Mcp::new(team.clone()).with_bearer(&alice.access);
+    a2.initialize().await;
+    let mut b1 = Mcp::new(team.clone()).with_bearer(&bob.access);
+    b1.initialize().await;
+    let pid_a1 = text_of(&a1.call("pid", json!({})).await);
+    let pid_a2 = text_of(&a2.call("pid", json!({})).await);
+    let pid_b1 = text_of(&b1.call("pid", json!({})).await);
+    assert_eq!(pid_a1, pid_a2, "alice's sessions share one process");
+    assert_ne!(pid_a1, pid_b1, "bob has his own");
+    // Both of alice's sessions use the same request ids at once; each gets its own answer.
+    for round in 0..5 {
+        let (x, y) = tokio::join!(
+            a1.call("echo", json!({"text": format!("one-{round}")})),
+            a2.call("echo", json!({"text": format!("two-{round}")}))
+        );
+        assert_eq!(text_of(&x), format!("one-{round}"));
+        assert_eq!(text_of(&y), format!("two-{round}"));
+    }
+    // Closing one session leaves the process to the other; the last one ends it.
+    assert_eq!(a1.delete().await, 200);
+    assert_eq!(
+        text_of(&a2.call("echo", json!({"text": "still here"})).await),
+        "still here"
+    );
+    assert_eq!(a2.delete().await, 200);
+    let pid: i32 = pid_a1.parse().unwrap();
+    common::wait_until(
+        "the shared process ends with its last session",
+        Duration::from_secs(10),
+        || common::process_gone(pid),
+    )
+    .await;
+    assert_eq!(
+        text_of(&b1.call("echo", json!({"text": "bob"})).await),
+        "bob"
+    );
+}

@@ -598,8 +598,8 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Refused {
                 error,
                 description: Some(d),
-            } => write!(f, "the provider refused ({error}: {d})"),
-            UpstreamError::Refused { error, .. } => write!(f, "the provider refused ({error})"),
+            } => write!(f, "the provider answered {error}: {d}"),
+            UpstreamError::Refused { error, .. } => write!(f, "the provider answered {error}"),
             UpstreamError::Invalid(why) => {
                 write!(f, "the provider's answer was not usable ({why})")
             }

@@ -7,6 +7,7 @@
 
 pub mod deferred;
 pub mod process;
+pub mod shared;
 mod sse;
 mod stdio;
 mod streamable;
@@ -45,6 +46,8 @@ pub enum Backend {
     Sse(sse::SseBackend),
     /// Waiting for the person's token (see `deferred`).
     Deferred(Arc<deferred::Deferred>),
+    /// One session's share of a person's shared backend (see `shared`).
+    Shared(Arc<shared::Member>),
 }
 
 /// The person a session belongs to, for `{"$user": ...}` and `{"$userToken": ...}`.
@@ -155,6 +158,19 @@ impl Backend {
                 u.clone(),
             )));
         }
+        if let Some(pool) = &service.shared {
+            let owner = user.map(|u| crate::auth::UserId::new(u.sub.clone()));
+            return pool.join(service, owner, user, inbox).await;
+        }
+        Backend::start_plain(service, inbox, user).await
+    }
+
+    /// Start the service's own backend (no deferral, no sharing).
+    pub async fn start_plain(
+        service: &Arc<Service>,
+        inbox: InboxRef,
+        user: Option<&UserContext>,
+    ) -> Result<Backend, BackendError> {
         let spec = render_spec(&service.backend, user)?;
         match &spec {
             BackendSpec::Stdio {
@@ -189,6 +205,7 @@ impl Backend {
                 Ok(())
             }
             Backend::Deferred(d) => d.send(msg).await,
+            Backend::Shared(m) => m.send(msg).await,
         }
     }
 
@@ -201,6 +218,7 @@ impl Backend {
                     real.client_listens();
                 }
             }
+            Backend::Shared(m) => m.client_listens(),
             _ => {}
         }
     }
@@ -221,6 +239,7 @@ impl Backend {
             Backend::StreamableHttp(b) => b.close().await,
             Backend::Sse(b) => b.close(),
             Backend::Deferred(d) => d.close().await,
+            Backend::Shared(m) => m.close().await,
         }
     }
 }

@@ -148,6 +148,8 @@ pub struct Service {
     pub uses_user_values: bool,
     pub service_auths: Vec<ServiceAuthConfig>,
     pub audit_arguments: bool,
+    /// One backend per person for all their sessions (stdio only).
+    pub shared: bool,
 }
 
 impl Service {
@@ -389,6 +391,7 @@ pub fn parse(
                         uses_user_values: v.uses_user_values,
                         service_auths: v.service_auths,
                         audit_arguments: v.audit_arguments,
+                        shared: v.shared,
                     });
                 }
             }

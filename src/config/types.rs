@@ -133,6 +133,11 @@ pub struct ServiceConfig {
     /// Log tool-call arguments in the audit records of this service. Default false.
     #[serde(default)]
     pub audit_arguments: bool,
+    /// stdio: one process per person, shared by all their sessions (request ids
+    /// are rewritten so each answer reaches only the session that asked).
+    /// Default false: one process per session.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// How a person provides their token for a service.
@@ -218,6 +223,7 @@ pub(super) struct ValidService {
     pub uses_user_values: bool,
     pub service_auths: Vec<ServiceAuthConfig>,
     pub audit_arguments: bool,
+    pub shared: bool,
 }
 
 impl ServiceConfig {
@@ -241,6 +247,12 @@ impl ServiceConfig {
             if text.is_some_and(super::template::uses_user) {
                 problem(field, "per-user values ($user, $userToken) are allowed in args, env, url and headers, never here".into());
             }
+        }
+        if self.shared && (self.command.is_none() || self.url.is_some()) {
+            problem(
+                "shared",
+                "applies to stdio servers (a \"command\"), whose process it shares".into(),
+            );
         }
         let max_per_user = self
             .max_sessions_per_user
@@ -460,6 +472,7 @@ impl ServiceConfig {
             uses_user_values: uses_user,
             service_auths,
             audit_arguments: self.audit_arguments,
+            shared: self.shared,
         })
     }
 }

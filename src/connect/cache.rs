@@ -1,0 +1,192 @@
+//! Tokens and client registrations, one file per server, shared by every
+//! `mcpgate connect` process for that server.
+//!
+//! Directory 0700, files 0600, written atomically (temp file + rename) so a
+//! reader never sees half a file. A lock file (flock) serializes logins and
+//! refreshes across processes: refresh tokens rotate, so two processes refreshing
+//! with the same one would make the second look like a replay and revoke both.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How this bridge identifies itself to an authorization server.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub auth_method: String,
+    /// The issuer this client belongs to: a client id is meaningless elsewhere.
+    pub issuer: String,
+    /// `pre-registered`, `metadata-document` or `dynamic`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// What `expires_in` said, in milliseconds: sets how early to refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<u64>,
+    /// The scopes asked for (what the server granted may differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    pub resource: String,
+}
+
+impl Tokens {
+    /// Refresh a little before expiry: a fifth of the lifetime, at most a minute,
+    /// so the request in flight does not arrive with a token that just died.
+    pub fn needs_refresh(&self, now_ms: u64) -> bool {
+        match self.expires_at {
+            Some(at) => {
+                let margin = self.lifetime.map_or(30_000, |l| (l / 5).min(60_000));
+                now_ms + margin >= at
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default)]
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+pub struct Cache {
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    lock: PathBuf,
+}
+
+/// Where the cache lives: `$XDG_CONFIG_HOME/mcpgate/connect`, else `~/.config/...`.
+pub fn default_dir() -> Result<PathBuf, String> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("mcpgate").join("connect"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h)
+            .join(".config")
+            .join("mcpgate")
+            .join("connect")),
+        None => Err(
+            "neither XDG_CONFIG_HOME nor HOME is set, so there is nowhere to keep tokens; set one of them"
+                .to_string(),
+        ),
+    }
+}
+
+impl Cache {
+    pub fn for_server(dir: &Path, server: &Url) -> Result<Cache, String> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create the token cache {}: {e}", dir.display()))?;
+        // An existing directory keeps its mode on create; tokens must not be
+        // readable by others whatever made it.
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| format!("cannot make the token cache {} private: {e}", dir.display()))?;
+        // A hash, not the URL: URLs have characters file systems dislike, and
+        // the file name then says nothing about where the user signs in.
+        let name = crate::auth::sha256_hex(server.as_str().as_bytes());
+        let name = &name[..32];
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            file: dir.join(format!("{name}.json")),
+            lock: dir.join(format!("{name}.lock")),
+        })
+    }
+
+    /// The cached entry; a missing or unreadable file is an empty one (a warning
+    /// for the latter: signing in again rewrites it).
+    pub fn load(&self) -> Entry {
+        match fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                eprintln!(
+                    "mcpgate connect: ignoring the unreadable token cache {} ({e}); signing in again will rewrite it",
+                    self.file.display()
+                );
+                Entry::default()
+            }),
+            Err(_) => Entry::default(),
+        }
+    }
+
+    pub fn save(&self, entry: &Entry) -> Result<(), String> {
+        let body = serde_json::to_vec_pretty(entry).map_err(|e| e.to_string())?;
+        let tmp = self.dir.join(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            crate::auth::random_id()
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.file)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("cannot write the token cache {}: {e}", self.file.display())
+        })
+    }
+
+    /// Take the cross-process lock; says so on stderr when another process holds it
+    /// (it is probably waiting for someone to finish signing in).
+    pub async fn lock(&self) -> Result<Flock<File>, String> {
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&self.lock)
+                .map_err(|e| format!("cannot open the lock file {}: {e}", self.lock.display()))
+        };
+        let mut told = false;
+        loop {
+            match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
+                Ok(guard) => return Ok(guard),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    if !told {
+                        eprintln!(
+                            "mcpgate connect: another mcpgate connect for this server is signing in or refreshing; waiting for it"
+                        );
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((_, e)) => {
+                    return Err(format!("cannot lock {}: {e}", self.lock.display()));
+                }
+            }
+        }
+    }
+}

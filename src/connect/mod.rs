@@ -1,0 +1,242 @@
+//! `mcpgate connect URL`: a stdio MCP server for local clients (Claude Desktop,
+//! Cursor, ...) that is really a remote, OAuth-protected MCP server.
+//!
+//! stdin and stdout carry newline-delimited JSON-RPC and nothing else; every
+//! diagnostic goes to stderr. Messages are forwarded unchanged (only the envelope
+//! is parsed, see `jsonrpc`). See `docs/connect.md`.
+
+mod browser;
+pub mod cache;
+mod oauth;
+mod remote;
+pub mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::jsonrpc;
+pub use remote::TransportKind;
+
+/// How long in-flight requests may still be answered once the client has gone.
+const DRAIN: Duration = Duration::from_secs(3);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The remote MCP server: its streamable HTTP endpoint (or legacy SSE URL).
+    pub url: String,
+    /// `auto` tries streamable HTTP and falls back to legacy SSE.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: TransportKind,
+    /// An extra HTTP header for the server, "Name: value"; the value may be
+    /// `env:VAR`. Repeatable. An Authorization header here replaces sign-in.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Allow plain http to a server that is not on this machine.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// A client id registered at the authorization server (or `env:VAR`).
+    #[arg(long, env = "MCP_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Its secret, for confidential clients (or `env:VAR`).
+    #[arg(
+        long,
+        env = "MCP_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub client_secret: Option<String>,
+    /// An https URL of a Client ID Metadata Document describing this client,
+    /// used where the authorization server supports them.
+    #[arg(long, value_name = "URL")]
+    pub client_metadata_url: Option<String>,
+    /// Listen for the sign-in callback on this loopback port (default: any free
+    /// port). Needed when a pre-registered client has a fixed redirect URI.
+    #[arg(long, value_name = "PORT")]
+    pub callback_port: Option<u16>,
+    /// Do not open a browser: print the sign-in URL and read the final redirect
+    /// URL pasted on the terminal (for machines without a browser).
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Seconds to wait for a sign-in to finish.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub login_timeout: u64,
+    /// Where tokens are kept (default: $XDG_CONFIG_HOME/mcpgate/connect or
+    /// ~/.config/mcpgate/connect).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Entry point of the subcommand.
+pub fn main(args: Args) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcpgate connect: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        match run(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("mcpgate connect: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    // Blocking reads of stdin must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+fn optional(value: Option<String>, flag: &str) -> Result<Option<String>, String> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| util::resolve_value(&v, flag))
+        .transpose()
+}
+
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let url = Url::parse(&args.url)
+        .map_err(|e| format!("{:?} is not a URL ({e}); give the server's full address, such as https://mcp.example.com/mcp", args.url))?;
+    util::check_secure(&url, args.allow_http, "the server")?;
+    let headers = remote::parse_headers(&args.headers)?;
+    let opts = oauth::Options {
+        client_id: optional(args.client_id, "--client-id")?,
+        client_secret: optional(args.client_secret, "--client-secret")?,
+        client_metadata_url: optional(args.client_metadata_url, "--client-metadata-url")?,
+        callback_port: args.callback_port,
+        no_browser: args.no_browser,
+        allow_http: args.allow_http,
+        login_timeout: Duration::from_secs(args.login_timeout.max(1)),
+    };
+    if let Some(u) = &opts.client_metadata_url {
+        let parsed = Url::parse(u).map_err(|e| format!("--client-metadata-url {u:?}: {e}"))?;
+        if parsed.scheme() != "https" || parsed.path() == "/" {
+            return Err(format!(
+                "--client-metadata-url {u}: a client ID metadata document URL must be https with a path"
+            ));
+        }
+    }
+    let dir = match args.cache_dir {
+        Some(d) => d,
+        None => cache::default_dir()?,
+    };
+    let cache = cache::Cache::for_server(&dir, &url)?;
+    let auth = Arc::new(oauth::Auth::new(url.clone(), cache, opts)?);
+
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let remote = Arc::new(remote::Remote::new(
+        url,
+        headers,
+        auth,
+        out_tx.clone(),
+        args.transport,
+    )?);
+
+    let writer_remote = Arc::clone(&remote);
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(mut line) = out_rx.recv().await {
+            line.push(b'\n');
+            if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+                // The client is gone; nobody is listening any more.
+                writer_remote.shutdown.cancel();
+                return;
+            }
+        }
+    });
+
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut tasks = JoinSet::new();
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = remote.shutdown.cancelled() => break,
+        };
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("mcpgate connect: reading stdin: {e}");
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let incoming = match jsonrpc::parse_body(&Bytes::from(line)) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!(
+                    "mcpgate connect: a line on stdin is not JSON-RPC: {}",
+                    e.message()
+                );
+                let err = jsonrpc::error_response(None, e.code(), e.message(), None);
+                let _ = out_tx.send(err.raw.to_vec());
+                continue;
+            }
+        };
+        for msg in incoming.messages {
+            let initialize = msg.method() == Some("initialize");
+            let r = Arc::clone(&remote);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            tasks.spawn(async move {
+                r.send(msg).await;
+                let _ = done_tx.send(());
+            });
+            // Everything else the client says belongs to the session initialize
+            // opens (and may need its sign-in), so wait for it first.
+            if initialize {
+                tokio::select! {
+                    _ = done_rx => {}
+                    _ = sigint.recv() => { remote.shutdown.cancel(); }
+                    _ = sigterm.recv() => { remote.shutdown.cancel(); }
+                }
+                if remote.shutdown.is_cancelled() {
+                    break;
+                }
+            }
+        }
+        // Reap finished tasks as we go.
+        while tasks.try_join_next().is_some() {}
+    }
+
+    // Let answers already on their way reach the client, then end the session.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        tasks.abort_all();
+    }
+    remote.shutdown.cancel();
+    remote.close().await;
+    drop(out_tx);
+    let failed = remote.failed.load(Ordering::SeqCst);
+    drop(remote);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, String> {
+    tokio::signal::unix::signal(kind).map_err(|e| format!("cannot handle signals: {e}"))
+}
