@@ -114,93 +114,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::RotateKeys { config: path } => {
-            let settings = match config::load(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let Some(auth) = &settings.auth else {
-                eprintln!(
-                    "{}: has no proxy.auth section, so no stored tokens",
-                    path.display()
-                );
-                return ExitCode::FAILURE;
-            };
+        Command::RotateKeys { config: path } => run_on_store(&path, |auth, store| async move {
             let keys: Vec<[u8; 32]> = auth.encryption_keys.iter().map(|k| k.0).collect();
-            let Some(sealer) = mcpgate::store::sealed::Sealer::new(&keys) else {
-                eprintln!("{}: proxy.auth.encryptionKey is not set", path.display());
-                return ExitCode::FAILURE;
-            };
-            let storage = auth.storage.clone();
-            let rotate = async move {
-                let spec = mcpgate::store::StoreSpec::parse(&storage)
-                    .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
-                let store = mcpgate::store::Store::open(&spec).await?;
-                let n = mcpgate::auth::user_tokens::reseal_all(&store, &sealer).await?;
-                store.close().await;
-                anyhow::Ok((n, sealer.current_kid().to_string()))
-            };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(rotate))
-            {
-                Ok((n, kid)) => {
-                    println!(
-                        "re-encrypted {n} stored token(s) with key {kid}; the previous keys can now be removed from the configuration"
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("mcpgate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::RotateSigningKey { config: path } => {
-            let settings = match config::load(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let Some(auth) = &settings.auth else {
-                eprintln!(
-                    "{}: has no proxy.auth section, so no signing key",
-                    path.display()
-                );
-                return ExitCode::FAILURE;
-            };
-            let storage = auth.storage.clone();
-            let rotate = async move {
-                let spec = mcpgate::store::StoreSpec::parse(&storage)
-                    .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
-                let store = mcpgate::store::Store::open(&spec).await?;
-                let kid = mcpgate::auth::jwt::rotate(&store).await?;
-                store.close().await;
-                anyhow::Ok(kid)
-            };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(rotate))
-            {
-                Ok(kid) => {
-                    println!("new signing key {kid}; restart the gateway to sign with it");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("mcpgate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+            let sealer = mcpgate::store::sealed::Sealer::new(&keys)
+                .ok_or_else(|| anyhow::anyhow!("proxy.auth.encryptionKey is not set"))?;
+            let n = mcpgate::auth::user_tokens::reseal_all(&store, &sealer).await?;
+            Ok(format!(
+                "re-encrypted {n} stored token(s) with key {}; the previous keys can now be removed from the configuration",
+                sealer.current_kid()
+            ))
+        }),
+        Command::RotateSigningKey { config: path } => run_on_store(&path, |_, store| async move {
+            let kid = mcpgate::auth::jwt::rotate(&store).await?;
+            Ok(format!(
+                "new signing key {kid}; restart the gateway to sign with it"
+            ))
+        }),
         Command::ConfigSchema => {
             print!("{}", config::schema::render());
             ExitCode::SUCCESS
@@ -247,6 +176,49 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Run a maintenance task against the store named by a configuration's
+/// `proxy.auth.storage`; print its report.
+fn run_on_store<F, Fut>(path: &std::path::Path, task: F) -> ExitCode
+where
+    F: FnOnce(config::auth::AuthSettings, mcpgate::store::Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let settings = match config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(auth) = settings.auth else {
+        eprintln!("{}: has no proxy.auth section, so no store", path.display());
+        return ExitCode::FAILURE;
+    };
+    let work = async move {
+        let spec = mcpgate::store::StoreSpec::parse(&auth.storage)
+            .map_err(|e| anyhow::anyhow!("proxy.auth.storage: {e}"))?;
+        let store = mcpgate::store::Store::open(&spec).await?;
+        let report = task(auth, store.clone()).await;
+        store.close().await;
+        report
+    };
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(work))
+    {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcpgate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

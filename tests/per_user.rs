@@ -51,24 +51,8 @@ async fn my_tokens(browser: &mut Browser, base: &str, email: &str, password: &st
     if resp.status() == 200 {
         return resp.text().await.unwrap();
     }
-    assert_eq!(resp.status(), 302);
-    let login_start = absolute(base, &location(&resp));
-    let resp = browser.get(&login_start).await;
-    let login = absolute(base, &location(&resp));
-    let html = browser.get(&login).await.text().await.unwrap();
-    let resp = browser
-        .post(
-            &format!("{base}/login"),
-            &[
-                ("request", &field(&html, "request")),
-                ("csrf", &field(&html, "csrf")),
-                ("email", email),
-                ("password", password),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 302, "signed in");
-    let page = browser.get(&absolute(base, &location(&resp))).await;
+    let landed = sign_in_to_my_pages(browser, base, "/my/tokens", email, password).await;
+    let page = browser.get(&landed).await;
     assert_eq!(page.status(), 200);
     page.text().await.unwrap()
 }

@@ -9,7 +9,9 @@ mod common;
 mod fake_upstream;
 
 use base64::Engine;
-use common::oauth::{Browser, absolute, field, local_auth, location, query_param, tokens_for};
+use common::oauth::{
+    Browser, field, local_auth, location, query_param, sign_in_to_my_pages, tokens_for,
+};
 use common::{Mcp, Proc, TEST_SERVER, gateway, text_of};
 use fake_upstream::FakeUpstream;
 use serde_json::json;
@@ -57,30 +59,10 @@ async fn setup() -> Setup {
 
 /// Sign in to the gateway's own pages with the local form.
 async fn sign_in(browser: &mut Browser, base: &str, email: &str, password: &str) {
-    let resp = browser
-        .get(&format!("{base}/my/login?next=/my/tokens"))
-        .await;
-    assert_eq!(resp.status(), 302);
-    let form_url = absolute(base, &location(&resp));
-    let page = browser.get(&form_url).await;
-    assert_eq!(page.status(), 200, "the sign-in form");
-    let html = page.text().await.expect("sign-in page");
-    let resp = browser
-        .post(
-            &format!("{base}/login"),
-            &[
-                ("request", &field(&html, "request")),
-                ("csrf", &field(&html, "csrf")),
-                ("email", email),
-                ("password", password),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 302, "sign-in succeeds");
+    let landed = sign_in_to_my_pages(browser, base, "/my/tokens", email, password).await;
     assert!(
-        location(&resp).ends_with("/my/tokens"),
-        "back at /my/tokens: {}",
-        location(&resp)
+        landed.ends_with("/my/tokens"),
+        "back at /my/tokens: {landed}"
     );
 }
 

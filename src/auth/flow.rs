@@ -180,14 +180,7 @@ pub async fn authorize(
     let redirect_uri_sent = q.redirect_uri.is_some();
 
     // The browser: its existing cookie, or a new one.
-    let (browser, new_cookie) = match browser_cookie(&auth, &headers) {
-        Some(b) => (b, None),
-        None => {
-            let b = Token::<Browser>::generate();
-            let cookie = auth.cookie(BROWSER_COOKIE, b.reveal(), auth.settings.login_ttl);
-            (b.hash().to_hex(), Some(cookie))
-        }
-    };
+    let (browser, new_cookie) = browser_binding(&auth, &headers);
     let request = Token::<LoginState>::generate();
     let pending = PendingAuthorization {
         client_id: client.id.clone(),
@@ -278,14 +271,7 @@ pub async fn my_sign_in(
     if signed_in(&auth, &headers).await.is_some() {
         return found(&target);
     }
-    let (browser, new_cookie) = match browser_cookie(&auth, &headers) {
-        Some(b) => (b, None),
-        None => {
-            let b = Token::<Browser>::generate();
-            let cookie = auth.cookie(BROWSER_COOKIE, b.reveal(), auth.settings.login_ttl);
-            (b.hash().to_hex(), Some(cookie))
-        }
-    };
+    let (browser, new_cookie) = browser_binding(&auth, &headers);
     let pending = PendingAuthorization {
         client_id: super::ClientId::new("mcpgate"),
         client_name: Some("mcpgate".into()),
@@ -879,6 +865,19 @@ pub fn allowed(policy: &AccessPolicy, id: &Identity) -> Result<(), String> {
 
 fn callback_url(auth: &Auth) -> String {
     auth.url("/oauth/callback")
+}
+
+/// This browser's binding (the hash of its cookie), and the `Set-Cookie` to send
+/// when it had none yet.
+fn browser_binding(auth: &Auth, headers: &HeaderMap) -> (String, Option<String>) {
+    match browser_cookie(auth, headers) {
+        Some(b) => (b, None),
+        None => {
+            let b = Token::<Browser>::generate();
+            let cookie = auth.cookie(BROWSER_COOKIE, b.reveal(), auth.settings.login_ttl);
+            (b.hash().to_hex(), Some(cookie))
+        }
+    }
 }
 
 /// The hash of this browser's binding cookie, if it sent a well-formed one.

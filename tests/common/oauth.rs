@@ -228,27 +228,53 @@ pub async fn sign_in_and_consent(
     assert_eq!(resp.status(), 302, "authorize answers 302");
     let mut next = absolute(base, &location(&resp));
     if next.contains("/login?") {
-        let page = browser.get(&next).await;
-        assert_eq!(page.status(), 200);
-        let html = page.text().await.expect("login page");
-        let resp = browser
-            .post(
-                &format!("{base}/login"),
-                &[
-                    ("request", &field(&html, "request")),
-                    ("csrf", &field(&html, "csrf")),
-                    ("email", email),
-                    ("password", password),
-                ],
-            )
-            .await;
-        assert_eq!(resp.status(), 302, "sign-in succeeds");
-        next = absolute(base, &location(&resp));
+        next = fill_sign_in_form(browser, base, &next, email, password).await;
     }
     if next.contains("/consent?") {
         next = approve(browser, base, &next).await;
     }
     next
+}
+
+/// Fill in and send the local sign-in form at `login_url`; return where the
+/// gateway sends the browser next.
+pub async fn fill_sign_in_form(
+    browser: &mut Browser,
+    base: &str,
+    login_url: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let page = browser.get(login_url).await;
+    assert_eq!(page.status(), 200, "the sign-in form");
+    let html = page.text().await.expect("login page");
+    let resp = browser
+        .post(
+            &format!("{base}/login"),
+            &[
+                ("request", &field(&html, "request")),
+                ("csrf", &field(&html, "csrf")),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 302, "sign-in succeeds");
+    absolute(base, &location(&resp))
+}
+
+/// Sign in to the gateway's own pages (`/my/...`); return where it lands.
+pub async fn sign_in_to_my_pages(
+    browser: &mut Browser,
+    base: &str,
+    next: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let resp = browser.get(&format!("{base}/my/login?next={next}")).await;
+    assert_eq!(resp.status(), 302);
+    let form = absolute(base, &location(&resp));
+    fill_sign_in_form(browser, base, &form, email, password).await
 }
 
 /// Approve on the consent page; return the redirect to the client.
