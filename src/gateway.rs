@@ -77,15 +77,27 @@ impl Gateway {
                     },
                     () = gw.shutdown.cancelled() => return,
                 };
-                let waiting: Vec<_> = gw
+                let mine: Vec<_> = gw
                     .sessions
                     .all()
                     .into_iter()
                     .filter(|s| {
                         s.service.name.as_str() == service && s.owner.as_ref() == Some(&user)
                     })
-                    .filter_map(|s| s.deferred())
                     .collect();
+                let mut waiting = Vec::new();
+                for s in mine {
+                    match s.deferred() {
+                        Some(d) => waiting.push(d),
+                        // Running with the old token (replaced or removed): end
+                        // it; the client re-initializes and gets the new one.
+                        None => {
+                            tokio::spawn(async move {
+                                s.close("the person's token for this service changed").await
+                            });
+                        }
+                    }
+                }
                 if waiting.is_empty() {
                     continue;
                 }

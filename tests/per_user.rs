@@ -441,3 +441,41 @@ async fn a_shared_process_serves_one_persons_sessions_and_keeps_answers_apart() 
         "bob"
     );
 }
+
+#[tokio::test]
+async fn replacing_a_token_ends_sessions_running_with_the_old_one() {
+    let (_gw, base) = start("memory", &[KEY_A]).await;
+    let notes = format!("{base}/notes/mcp");
+    let mut browser = Browser::default();
+    let html = my_tokens(&mut browser, &base, "alice@example.com", "pw-alice").await;
+    set_token(&mut browser, &base, &html, "nt_first_value_1111").await;
+    let alice = tokens_for(&base, "alice@example.com", "pw-alice", None).await;
+    let mut old = Mcp::new(notes.clone()).with_bearer(&alice.access);
+    old.initialize().await;
+    assert_eq!(
+        text_of(&old.call("env", json!({"name": "NOTES_TOKEN"})).await),
+        "Bearer nt_first_value_1111"
+    );
+    let html = browser
+        .get(&format!("{base}/my/tokens"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    set_token(&mut browser, &base, &html, "nt_second_value_2222").await;
+    let mut status = old.ping_status().await;
+    for _ in 0..50 {
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = old.ping_status().await;
+    }
+    assert_eq!(status, 404, "the client is told to re-initialize");
+    let mut new = Mcp::new(notes).with_bearer(&alice.access);
+    new.initialize().await;
+    assert_eq!(
+        text_of(&new.call("env", json!({"name": "NOTES_TOKEN"})).await),
+        "Bearer nt_second_value_2222"
+    );
+}

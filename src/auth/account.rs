@@ -207,7 +207,7 @@ pub async fn tokens_page(
             escape(s.display_name())
         );
     }
-    if let Some(e) = q.error.as_deref() {
+    if let Some(e) = q.error.as_deref().and_then(|id| auth.take_flash(id)) {
         notice = format!(
             "<p class=\"error\">{}</p>",
             escape(&e.chars().take(300).collect::<String>())
@@ -327,7 +327,7 @@ pub async fn save_token(
     if value.is_empty() || value.len() > 8192 || value.chars().any(char::is_control) {
         return back(format!(
             "error={}",
-            urlencode("The token is empty, too long, or has control characters.")
+            auth.flash("The token is empty, too long, or has control characters.")
         ));
     }
     if let Some(crate::config::UserAuthConfig::Manual {
@@ -338,7 +338,7 @@ pub async fn save_token(
     {
         return back(format!(
             "error={}",
-            urlencode(&format!(
+            auth.flash(&format!(
                 "That does not look like a {} token (it must match {pattern}).",
                 svc.display_name()
             ))
@@ -348,7 +348,7 @@ pub async fn save_token(
         tracing::error!(service = service.as_str(), "cannot store a user token: {e}");
         return back(format!(
             "error={}",
-            urlencode("The token could not be stored; try again shortly.")
+            auth.flash("The token could not be stored; try again shortly.")
         ));
     }
     tracing::info!(

@@ -152,6 +152,8 @@ pub struct Auth {
     trusted_proxies: Vec<crate::config::IpRange>,
     /// Seals per-user tokens; `None` when no encryption key is configured.
     sealer: Option<crate::store::sealed::Sealer>,
+    /// Messages for the next `/my/tokens` render, by random id (see `flash`).
+    flashes: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
 
 impl Auth {
@@ -261,6 +263,7 @@ impl Auth {
             secure_cookies,
             trusted_proxies: settings.trusted_proxies.clone(),
             sealer,
+            flashes: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -312,6 +315,25 @@ impl Auth {
         headers: &axum::http::HeaderMap,
     ) -> String {
         ratelimit::client_ip(peer.ip(), headers, &self.trusted_proxies).to_string()
+    }
+
+    /// Keep a message for the page a redirect leads to; the URL carries only a
+    /// random id, so a crafted link cannot put its own text on the page.
+    pub fn flash(&self, message: &str) -> String {
+        let id = random_id();
+        if let Ok(mut f) = self.flashes.lock() {
+            let now = std::time::Instant::now();
+            f.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(300));
+            if f.len() < 10_000 {
+                f.insert(id.clone(), (now, message.chars().take(500).collect()));
+            }
+        }
+        id
+    }
+
+    /// The message behind a flash id, once.
+    pub fn take_flash(&self, id: &str) -> Option<String> {
+        self.flashes.lock().ok()?.remove(id).map(|(_, m)| m)
     }
 
     pub fn base_path(&self) -> &str {

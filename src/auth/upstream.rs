@@ -127,7 +127,7 @@ fn urlencode(s: &str) -> String {
 
 /// Back to `/my/tokens` with a message for the person.
 fn back_with_error(auth: &Auth, message: &str) -> Response {
-    found(&auth.url(&format!("/my/tokens?error={}", urlencode(message))))
+    found(&auth.url(&format!("/my/tokens?error={}", auth.flash(message))))
 }
 
 #[derive(Deserialize)]

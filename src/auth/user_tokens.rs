@@ -142,6 +142,7 @@ pub async fn reseal_all(
 ) -> Result<usize, UserTokenError> {
     let mut count = 0;
     for (k, mut record) in store.list::<UserToken>().await? {
+        let (listed_at, listed_kid) = (record.updated_at, record.token.kid.clone());
         let mut changed = false;
         if record.token.kid != sealer.current_kid() {
             let plain = sealer.open(&record.token, &k)?;
@@ -156,8 +157,14 @@ pub async fn reseal_all(
             changed = true;
         }
         if changed {
-            store.put(&k, &record, None).await?;
-            count += 1;
+            // The gateway may have written this record meanwhile (a refresh, a
+            // new token, a removal): only replace what is still as it was read,
+            // so nothing is lost or brought back.
+            let current = store.get::<UserToken>(&k).await?;
+            if current.is_some_and(|c| c.updated_at == listed_at && c.token.kid == listed_kid) {
+                store.put(&k, &record, None).await?;
+                count += 1;
+            }
         }
     }
     Ok(count)

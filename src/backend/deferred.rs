@@ -30,6 +30,8 @@ pub struct Deferred {
     init: Mutex<Option<Message>>,
     waiting: Mutex<Option<oneshot::Sender<Message>>>,
     activating: tokio::sync::Mutex<()>,
+    /// The session ended: a backend started late must not outlive it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Deferred {
@@ -43,6 +45,7 @@ impl Deferred {
             init: Mutex::new(None),
             waiting: Mutex::new(None),
             activating: tokio::sync::Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -116,38 +119,23 @@ impl Deferred {
     /// The person's token is now set: start the real backend, replay the
     /// handshake, and tell the client its tools changed.
     pub async fn activate(&self, token: String) -> Result<(), BackendError> {
+        use std::sync::atomic::Ordering;
         let _guard = self.activating.lock().await;
-        if self.real.get().is_some() {
+        if self.real.get().is_some() || self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut user = self.user.clone();
         user.token = Some(token);
         let me: InboxRef = self.me.clone() as Weak<dyn Inbox>;
         let real = Backend::start_for(&self.service, me, Some(&user)).await?;
-        let init = self.init.lock().ok().and_then(|i| i.clone());
-        if let Some(init) = init {
-            let replay = with_id(&init, SETUP_INIT_ID)
-                .ok_or_else(|| BackendError::Connect("cannot replay initialize".into()))?;
-            let (tx, rx) = oneshot::channel();
-            if let Ok(mut w) = self.waiting.lock() {
-                *w = Some(tx);
-            }
-            Box::pin(real.send(replay)).await?;
-            match tokio::time::timeout(self.service.limits.startup_timeout, rx).await {
-                Ok(Ok(answer)) if !answer.raw.windows(8).any(|w| w == b"\"error\":") => {}
-                _ => {
-                    real.close().await;
-                    return Err(BackendError::Connect(format!(
-                        "{} did not answer initialize after the token was set",
-                        self.service.name
-                    )));
-                }
-            }
-            Box::pin(real.send(jsonrpc::notification(
-                "notifications/initialized",
-                json!({}),
-            )))
-            .await?;
+        // On any failure the new backend is closed, never left running.
+        if let Err(e) = self.handshake(&real).await {
+            real.close().await;
+            return Err(e);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            real.close().await;
+            return Ok(());
         }
         let _ = self.real.set(real);
         tracing::info!(service = %self.service.name, "token set: the backend started for a waiting session");
@@ -158,7 +146,39 @@ impl Deferred {
         Ok(())
     }
 
+    /// Replay the client's `initialize` (and `initialized`) to the new backend.
+    async fn handshake(&self, real: &Backend) -> Result<(), BackendError> {
+        let Some(init) = self.init.lock().ok().and_then(|i| i.clone()) else {
+            return Ok(());
+        };
+        let replay = with_id(&init, SETUP_INIT_ID)
+            .ok_or_else(|| BackendError::Connect("cannot replay initialize".into()))?;
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiting.lock() {
+            *w = Some(tx);
+        }
+        Box::pin(real.send(replay)).await?;
+        match tokio::time::timeout(self.service.limits.startup_timeout, rx).await {
+            Ok(Ok(answer)) if !answer.raw.windows(8).any(|w| w == b"\"error\":") => {}
+            _ => {
+                return Err(BackendError::Connect(format!(
+                    "{} did not answer initialize after the token was set",
+                    self.service.name
+                )));
+            }
+        }
+        Box::pin(real.send(jsonrpc::notification(
+            "notifications/initialized",
+            json!({}),
+        )))
+        .await
+    }
+
     pub async fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        // An activation in progress finishes first, so its backend is seen here.
+        let _guard = self.activating.lock().await;
         if let Some(real) = self.real.get() {
             Box::pin(real.close()).await;
         }

@@ -60,6 +60,8 @@ pub struct UserContext {
     pub setup_url: String,
     /// The client they connected with (for audit records).
     pub client_id: String,
+    /// When `token` expires (upstream OAuth tokens), unix seconds.
+    pub token_expires_at: Option<i64>,
 }
 
 impl std::fmt::Debug for UserContext {
@@ -110,26 +112,41 @@ fn render_spec(
             cwd: cwd.clone(),
         },
         BackendSpec::StreamableHttp { url, headers } => BackendSpec::StreamableHttp {
-            url: render_url(url, &r)?,
+            url: render_url(url, user)?,
             headers: map(headers)?,
         },
         BackendSpec::Sse { url, headers } => BackendSpec::Sse {
-            url: render_url(url, &r)?,
+            url: render_url(url, user)?,
             headers: map(headers)?,
         },
     })
 }
 
-fn render_url(
-    url: &url::Url,
-    r: &dyn Fn(&String) -> Result<String, BackendError>,
-) -> Result<url::Url, BackendError> {
+fn render_url(url: &url::Url, user: Option<&UserContext>) -> Result<url::Url, BackendError> {
+    use crate::config::template::{self, UserValues};
     // Placeholders are percent-encoded inside a parsed URL.
-    let text = url.as_str().replace("%01", "\u{1}");
-    if !text.contains('\u{1}') {
+    let text = url.as_str().replace("%EE%80%80", "\u{E000}");
+    if !text.contains('\u{E000}') {
         return Ok(url.clone());
     }
-    let rendered = r(&text)?;
+    let u = user.ok_or_else(|| {
+        BackendError::Connect(
+            "this service needs a signed-in user (per-user values in its URL)".into(),
+        )
+    })?;
+    // Each value is percent-encoded, so a `+`, `/` or `..` in a token or an
+    // email stays data and never changes the URL's structure.
+    let enc = |v: &str| -> String {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let (email, sub, token) = (enc(&u.email), enc(&u.sub), u.token.as_deref().map(enc));
+    let values = UserValues {
+        email: &email,
+        sub: &sub,
+        token: token.as_deref(),
+    };
+    let rendered =
+        template::render(&text, &values).map_err(|e| BackendError::Connect(e.to_string()))?;
     url::Url::parse(&rendered)
         .map_err(|e| BackendError::Connect(format!("the per-user URL is not valid: {e}")))
 }
@@ -159,8 +176,17 @@ impl Backend {
             )));
         }
         if let Some(pool) = &service.shared {
-            let owner = user.map(|u| crate::auth::UserId::new(u.sub.clone()));
-            return pool.join(service, owner, user, inbox).await;
+            // Keyed by person and token: after a token changes, new sessions get
+            // a process with the new one (the old process ends with its sessions).
+            let key = user.map(|u| {
+                (
+                    crate::auth::UserId::new(u.sub.clone()),
+                    u.token
+                        .as_deref()
+                        .map(|t| crate::auth::sha256_hex(t.as_bytes())),
+                )
+            });
+            return pool.join(service, key, user, inbox).await;
         }
         Backend::start_plain(service, inbox, user).await
     }
@@ -268,5 +294,35 @@ fn body_excerpt(body: &[u8]) -> String {
         String::new()
     } else {
         format!(": {trimmed}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_user_values_in_urls_are_encoded() {
+        let url = url::Url::parse(&format!(
+            "https://api.example.com/u/{}?key={}",
+            crate::config::template::EMAIL,
+            crate::config::template::TOKEN
+        ))
+        .unwrap();
+        let user = UserContext {
+            email: "a+b@x.com".into(),
+            sub: "local:a".into(),
+            token: Some("ab+c/d../e&f=g".into()),
+            setup_url: String::new(),
+            client_id: String::new(),
+            token_expires_at: None,
+        };
+        let out = render_url(&url, Some(&user)).unwrap();
+        assert_eq!(out.path(), "/u/a%2Bb%40x%2Ecom");
+        let key: Vec<(String, String)> = out
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        assert_eq!(key, vec![("key".to_string(), "ab+c/d../e&f=g".to_string())]);
     }
 }

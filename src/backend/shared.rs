@@ -25,10 +25,14 @@ use crate::auth::UserId;
 use crate::jsonrpc::{self, Kind, Message, RequestId};
 use crate::service::Service;
 
-/// Shared backends of one service, by person (`None`: gateways without sign-in).
+/// Who shares a backend: a person and (the hash of) the token it was started
+/// with; `None` on gateways without sign-in.
+pub type PoolKey = Option<(UserId, Option<String>)>;
+
+/// Shared backends of one service, by person.
 #[derive(Default)]
 pub struct Pool {
-    by_owner: Mutex<HashMap<Option<UserId>, Weak<Shared>>>,
+    by_owner: Mutex<HashMap<PoolKey, Weak<Shared>>>,
 }
 
 impl Pool {
@@ -36,7 +40,7 @@ impl Pool {
     pub async fn join(
         &self,
         service: &Arc<Service>,
-        owner: Option<UserId>,
+        owner: PoolKey,
         user: Option<&UserContext>,
         inbox: InboxRef,
     ) -> Result<Backend, BackendError> {
@@ -58,7 +62,7 @@ impl Pool {
         Ok(Backend::Shared(shared.add(inbox)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Option<UserId>, Weak<Shared>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PoolKey, Weak<Shared>>> {
         self.by_owner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -74,8 +78,9 @@ pub struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Rewritten request id (JSON text) -> (member, original id).
-    pending: HashMap<String, (u64, RequestId)>,
+    /// Rewritten request id (JSON text) -> (member, original id, rewritten
+    /// progress token if the request asked for progress).
+    pending: HashMap<String, (u64, RequestId, Option<String>)>,
     /// Rewritten progress token (JSON text) -> (member, original token JSON).
     progress: HashMap<String, (u64, Value)>,
     /// The server's `initialize` answer (its `result`), once it came.
@@ -86,8 +91,6 @@ struct State {
     initialized_sent: bool,
     /// The member that spoke last (gets the server's own requests).
     last_member: u64,
-    /// Server request id -> member it was sent to.
-    server_requests: HashMap<String, u64>,
 }
 
 /// One session's handle on a shared backend.
@@ -217,7 +220,7 @@ impl Member {
         };
         {
             let mut st = sh.lock();
-            st.pending.retain(|_, (m, _)| *m != self.id);
+            st.pending.retain(|_, (m, _, _)| *m != self.id);
             st.progress.retain(|_, (m, _)| *m != self.id);
         }
         if last {
@@ -244,12 +247,14 @@ fn rewrite(msg: &Message, st: &mut State, member: u64, id: &RequestId) -> Option
     let mut v: Value = serde_json::from_slice(&msg.raw).ok()?;
     let new_id = qualify(member, id.as_json());
     v["id"] = serde_json::from_str(&new_id).ok()?;
+    let mut progress = None;
     if let Some(tok) = v.pointer("/params/_meta/progressToken").cloned() {
         let new_tok = qualify(member, &tok.to_string());
         v["params"]["_meta"]["progressToken"] = serde_json::from_str(&new_tok).ok()?;
-        st.progress.insert(new_tok, (member, tok));
+        st.progress.insert(new_tok.clone(), (member, tok));
+        progress = Some(new_tok);
     }
-    st.pending.insert(new_id, (member, id.clone()));
+    st.pending.insert(new_id, (member, id.clone(), progress));
     Message::parse(Bytes::from(v.to_string())).ok()
 }
 
@@ -272,7 +277,12 @@ impl Inbox for Shared {
             Kind::Response { id: Some(id) } => {
                 let (target, init) = {
                     let mut st = self.lock();
-                    let target = st.pending.remove(id.as_json());
+                    let target = st.pending.remove(id.as_json()).map(|(m, orig, progress)| {
+                        if let Some(p) = progress {
+                            st.progress.remove(&p);
+                        }
+                        (m, orig)
+                    });
                     let init = if target.as_ref().is_some_and(|(m, orig)| {
                         st.init_waiting
                             .iter()
@@ -329,12 +339,8 @@ impl Inbox for Shared {
                 }
             }
             Kind::Request { id, .. } => {
-                let member = {
-                    let mut st = self.lock();
-                    let m = st.last_member;
-                    st.server_requests.insert(id.as_json().to_string(), m);
-                    m
-                };
+                let _ = id;
+                let member = self.lock().last_member;
                 if let Some(inbox) = self.member_inbox(member) {
                     inbox.deliver(msg, related);
                 }

@@ -71,7 +71,7 @@ pub(super) fn resolve(
             problems.push(Problem {
                 path: path.to_string(),
                 message:
-                    "contains a control character (U+0001) that configuration text may not hold"
+                    "contains the private-use character U+E000, which configuration text may not hold"
                         .into(),
             });
         }

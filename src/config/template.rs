@@ -3,21 +3,22 @@
 //!
 //! They are resolved when a person opens a session, not at load time. At load
 //! time each reference becomes a placeholder inside the string it stands for
-//! (control characters that no configuration text may contain), so the backend
+//! (a private-use character, U+E000, that no configuration text may contain and
+//! that URL parsing keeps), so the backend
 //! settings keep their plain `String` shape and [`render`] is the one place that
 //! fills them in.
 
 /// Stands for the signed-in person's email address.
-pub const EMAIL: &str = "\u{1}user.email\u{1}";
+pub const EMAIL: &str = "\u{E000}user.email\u{E000}";
 /// Stands for the signed-in person's stable id (`<provider>:<subject>`).
-pub const SUB: &str = "\u{1}user.sub\u{1}";
+pub const SUB: &str = "\u{E000}user.sub\u{E000}";
 /// Stands for the person's token for this service (personal or upstream OAuth).
-pub const TOKEN: &str = "\u{1}user.token\u{1}";
+pub const TOKEN: &str = "\u{E000}user.token\u{E000}";
 
 /// Whether configuration text holds the placeholder marker (refused in plain
 /// strings, so a placeholder can only come from a reference).
 pub fn has_marker(s: &str) -> bool {
-    s.contains('\u{1}')
+    s.contains('\u{E000}')
 }
 
 pub fn uses_user(s: &str) -> bool {

@@ -195,7 +195,12 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             }
         };
         for msg in incoming.messages {
-            let initialize = msg.method() == Some("initialize");
+            // Requests may take long, so they run side by side. Everything else
+            // (initialize, notifications such as `initialized`, answers to the
+            // server's own requests) is sent in order before the next line: a
+            // request must never overtake the `initialized` before it (servers
+            // refuse requests that arrive before the handshake is complete).
+            let initialize = msg.method() == Some("initialize") || !msg.is_request();
             let r = Arc::clone(&remote);
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
             tasks.spawn(async move {

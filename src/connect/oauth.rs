@@ -227,7 +227,14 @@ impl Auth {
             return Ok(());
         }
         let challenge = challenge.unwrap_or_default();
-        let held = self.current().or(entry.tokens);
+        // The cache is written under the lock, so it is at least as new as what
+        // this process holds: refreshing with an older, rotated refresh token
+        // would make the server revoke the whole family.
+        let held = entry
+            .tokens
+            .clone()
+            .filter(|_| entry.server == self.server.as_str())
+            .or(self.current());
         let held_scope = held.as_ref().and_then(|t| t.scope.clone());
         if let Some(held) = held.filter(|t| t.refresh_token.is_some()) {
             let d = self.discover(&mut inner, &challenge).await?;

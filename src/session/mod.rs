@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use id::SessionId;
-pub use registry::Registry;
+pub use registry::{Registry, Reservation};
 
 use crate::auth::UserId;
 use crate::backend::{Backend, BackendError, Inbox, InboxRef};
@@ -198,6 +198,10 @@ pub struct Session {
     pub owner: Option<UserId>,
     /// The OAuth client (or service auth) the owner connected with.
     pub client_id: Option<String>,
+    /// When the person's upstream token its backend was started with expires:
+    /// the session ends shortly before, so the client re-initializes and the new
+    /// session starts with a fresh token (never sending an expired one).
+    token_deadline: Option<Instant>,
     me: Weak<Session>,
     registry: Arc<Registry>,
     backend: OnceLock<Backend>,
@@ -229,6 +233,10 @@ impl Session {
             legacy,
             owner,
             client_id: user.as_ref().map(|u| u.client_id.clone()),
+            token_deadline: user.as_ref().and_then(|u| u.token_expires_at).map(|at| {
+                let left = at - crate::auth::now_unix() - 30;
+                Instant::now() + Duration::from_secs(left.max(0) as u64)
+            }),
             me: me.clone(),
             registry: registry.clone(),
             backend: OnceLock::new(),
@@ -331,8 +339,11 @@ impl Session {
                 }
             }
             for m in &messages {
-                if m.method() == Some("notifications/cancelled") {
-                    cancel_pending(&mut st, m);
+                if m.method() == Some("notifications/cancelled")
+                    && let Some(p) = cancel_pending(&mut st, m)
+                    && let Some(a) = &p.audit
+                {
+                    self.audit(&p.method, a, "cancelled");
                 }
             }
             if requests.is_empty() {
@@ -460,6 +471,10 @@ impl Session {
     /// Answer overdue requests with a timeout error, and tell the backend to stop
     /// working on them. Returns whether the session has been idle too long.
     pub async fn sweep(&self, now: Instant) -> bool {
+        if self.token_deadline.is_some_and(|d| now >= d) {
+            tracing::info!(service = %self.service.name, "the upstream token of this session is about to expire: ending it so the client reconnects with a fresh one");
+            return true;
+        }
         let mut cancels = Vec::new();
         let idle = {
             let mut st = self.state();
@@ -533,6 +548,9 @@ impl Session {
             let mut st = self.state();
             let pending: Vec<(RequestId, Pending)> = st.pending.drain().collect();
             for (id, p) in pending {
+                if let Some(a) = &p.audit {
+                    self.audit(&p.method, a, "session_closed");
+                }
                 let err = jsonrpc::error_response(
                     Some(&id),
                     code::BACKEND_UNAVAILABLE,
@@ -740,7 +758,8 @@ fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: 
 }
 
 /// The client gave up on a request: stop waiting for it.
-fn cancel_pending(st: &mut State, msg: &Message) {
+/// Forget a request the client cancelled; returns it (for the audit record).
+fn cancel_pending(st: &mut State, msg: &Message) -> Option<Pending> {
     #[derive(serde::Deserialize)]
     struct C<'a> {
         #[serde(borrow)]
@@ -757,16 +776,17 @@ fn cancel_pending(st: &mut State, msg: &Message) {
         }),
     }) = serde_json::from_slice::<C>(&msg.raw)
     else {
-        return;
+        return None;
     };
     let Ok(probe) = Message::parse(Bytes::from(format!(
         r#"{{"jsonrpc":"2.0","id":{},"method":"x"}}"#,
         raw.get()
     ))) else {
-        return;
+        return None;
     };
-    let Some(id) = probe.request_id() else { return };
-    if let Some(p) = st.pending.remove(id) {
+    let id = probe.request_id()?;
+    let p = st.pending.remove(id)?;
+    {
         if let Some(tok) = &p.progress {
             st.progress.remove(tok);
         }
@@ -777,6 +797,7 @@ fn cancel_pending(st: &mut State, msg: &Message) {
             }
         }
     }
+    Some(p)
 }
 
 fn parse_event_id(s: &str) -> Option<(u64, u64)> {

@@ -9,6 +9,32 @@ use crate::config::ServiceName;
 #[derive(Default)]
 pub struct Registry {
     map: RwLock<HashMap<SessionId, Arc<Session>>>,
+    /// Sessions being opened, per service and person, not yet in `map`: counted
+    /// against the per-person limit so parallel `initialize`s cannot overshoot it.
+    opening: std::sync::Mutex<HashMap<(ServiceName, UserId), usize>>,
+}
+
+/// A place held for a session being opened; released when dropped (by then the
+/// session is registered, or failed).
+pub struct Reservation {
+    registry: Arc<Registry>,
+    key: (ServiceName, UserId),
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut opening = self
+            .registry
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = opening.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                opening.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -35,6 +61,27 @@ impl Registry {
     pub(super) fn remove(&self, id: &SessionId) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         map.remove(id);
+    }
+
+    /// Hold a place for one more session of this person on this service, unless
+    /// they are at `max` (open and being opened); `Err` carries how many they have.
+    pub fn reserve(
+        self: &Arc<Self>,
+        service: &ServiceName,
+        owner: &UserId,
+        max: usize,
+    ) -> Result<Reservation, usize> {
+        let key = (service.clone(), owner.clone());
+        let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        let have = self.count_for(service, owner) + opening.get(&key).copied().unwrap_or(0);
+        if have >= max {
+            return Err(have);
+        }
+        *opening.entry(key.clone()).or_default() += 1;
+        Ok(Reservation {
+            registry: self.clone(),
+            key,
+        })
     }
 
     /// Open sessions of one person on one service.

@@ -30,11 +30,11 @@ pub async fn connect(
     if let Some(refused) = unauthenticated(&gw, &principal) {
         return refused;
     }
-    let (owner, user) = match for_person(&gw, &svc, principal.as_ref().map(|Extension(p)| p)).await
-    {
-        Ok(x) => x,
-        Err((status, code, message)) => return reply::error(status, code, &message),
-    };
+    let (owner, user, _place) =
+        match for_person(&gw, &svc, principal.as_ref().map(|Extension(p)| p)).await {
+            Ok(x) => x,
+            Err((status, code, message)) => return reply::error(status, code, &message),
+        };
     let session = match Session::open(svc.clone(), gw.sessions.clone(), true, owner, user).await {
         Ok(s) => s,
         Err(e) => {

@@ -21,7 +21,7 @@ use crate::backend::UserContext;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{self, Incoming, code};
 use crate::service::Service;
-use crate::session::{OpenError, Outgoing, Session, StreamReceiver, SubmitError};
+use crate::session::{OpenError, Outgoing, Reservation, Session, StreamReceiver, SubmitError};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long a client should wait before resuming a stream it lost.
@@ -116,7 +116,7 @@ async fn without_session(
         // initialize handshake intends. Nothing to refuse here.
         tracing::debug!(requested = %version, "client asked for a newer protocol version");
     }
-    let (owner, user) = match for_person(&gw, &svc, principal.as_ref()).await {
+    let (owner, user, _place) = match for_person(&gw, &svc, principal.as_ref()).await {
         Ok(x) => x,
         Err((status, code, message)) => {
             return reply::error_for(status, first.request_id(), code, &message);
@@ -503,21 +503,26 @@ pub(super) async fn for_person(
     gw: &Gateway,
     svc: &Service,
     principal: Option<&Principal>,
-) -> Result<(Option<UserId>, Option<UserContext>), (StatusCode, i64, String)> {
+) -> Result<(Option<UserId>, Option<UserContext>, Option<Reservation>), (StatusCode, i64, String)> {
     let (Some(p), Some(auth)) = (principal, gw.auth.as_ref()) else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
-    let open = gw.sessions.count_for(&svc.name, &p.user);
-    if open >= svc.max_sessions_per_user {
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            code::SESSION_LIMIT,
-            format!(
-                "you already have {open} sessions open on {}; the limit per person is {} (mcpServers.{}.maxSessionsPerUser). Close some, or let them time out, and try again",
-                svc.name, svc.max_sessions_per_user, svc.name
-            ),
-        ));
-    }
+    let place = match gw
+        .sessions
+        .reserve(&svc.name, &p.user, svc.max_sessions_per_user)
+    {
+        Ok(r) => r,
+        Err(open) => {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                code::SESSION_LIMIT,
+                format!(
+                    "you already have {open} sessions open on {}; the limit per person is {} (mcpServers.{}.maxSessionsPerUser). Close some, or let them time out, and try again",
+                    svc.name, svc.max_sessions_per_user, svc.name
+                ),
+            ));
+        }
+    };
     let token = if !svc.needs_user_token {
         None
     } else if let Some(t) = &p.user_token {
@@ -533,6 +538,16 @@ pub(super) async fn for_person(
                 )
             })?
     };
+    // Upstream OAuth tokens expire; the session must not outlive its token.
+    let token_expires_at = if token.is_some() && p.user_token.is_none() {
+        auth.user_token_record(&p.user, svc.name.as_str())
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.expires_at)
+    } else {
+        None
+    };
     Ok((
         Some(p.user.clone()),
         Some(UserContext {
@@ -541,6 +556,8 @@ pub(super) async fn for_person(
             token,
             setup_url: auth.url("/my/tokens"),
             client_id: p.client_id.as_str().to_string(),
+            token_expires_at,
         }),
+        Some(place),
     ))
 }
