@@ -64,12 +64,16 @@ enum Command {
     /// Be a stdio MCP server for a local client, connected to a remote
     /// (OAuth-protected) MCP server: `mcpgate connect https://host/service/mcp`.
     Connect(mcpgate::connect::Args),
+    /// The sign-ins `mcpgate connect` keeps: `auth list`, `auth logout URL`.
+    #[command(subcommand)]
+    Auth(mcpgate::connect::AuthCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Connect(args) => mcpgate::connect::main(args),
+        Command::Auth(cmd) => mcpgate::connect::auth_main(cmd),
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(s) => {
                 println!(

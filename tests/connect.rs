@@ -105,10 +105,49 @@ async fn a_second_run_reuses_the_cached_tokens_without_a_browser() {
     let gw = gateway("1h").await;
     let home = Home::new();
     let url = format!("{}/a/mcp", gw.url);
-    let mut b = Bridge::start(&home, &home.gateway_browser(0.0), &url, &[]).await;
+    let trace = home.path().join("trace.jsonl");
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let mut b = Bridge::start(
+        &home,
+        &home.gateway_browser(0.0),
+        &url,
+        &["--trace-file", &trace_arg],
+    )
+    .await;
     assert!(b.initialize().await.get("result").is_some());
     b.finish().await;
     assert_eq!(home.browser_opened(), 1);
+    // --trace-file: one span per HTTP exchange, private, without tokens or codes.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let spans: Vec<Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON span"))
+        .collect();
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    for expected in [
+        "oauth.discovery",
+        "oauth.register",
+        "oauth.token",
+        "mcp.post",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    let raw = std::fs::read_to_string(&trace).unwrap();
+    let cached = home.cached();
+    for secret in ["access_token", "refresh_token"] {
+        if let Some(t) = cached["tokens"][secret].as_str() {
+            assert!(!raw.contains(t), "no {secret} in the trace");
+        }
+    }
+    assert!(
+        !raw.contains("code=") && !raw.contains("state="),
+        "no query strings"
+    );
 
     let mut b = Bridge::start(&home, &home.no_browser(), &url, &[]).await;
     assert!(
@@ -120,6 +159,38 @@ async fn a_second_run_reuses_the_cached_tokens_without_a_browser() {
     let (status, stderr) = b.finish().await;
     assert!(status.success());
     assert_eq!(home.browser_opened(), 1, "no second sign-in: {stderr}");
+
+    // `mcpgate auth list` shows the sign-in; `auth logout` forgets it.
+    let auth = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcpgate"))
+            .arg("auth")
+            .args(args)
+            .arg("--cache-dir")
+            .arg(home.cache_dir())
+            .output()
+            .expect("mcpgate auth");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = auth(&["list"]);
+    assert!(
+        listed.contains(&url) && listed.contains("access token valid"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(home.cached()["tokens"]["access_token"].as_str().unwrap()),
+        "no token printed"
+    );
+    assert!(auth(&["logout", &url]).contains("signed out"));
+    assert!(auth(&["list"]).contains("no cached sign-ins"));
+    let mut b = Bridge::start(&home, &home.gateway_browser(0.0), &url, &[]).await;
+    assert!(b.initialize().await.get("result").is_some());
+    b.finish().await;
+    assert_eq!(home.browser_opened(), 2, "signed in again after logout");
 }
 
 #[tokio::test]

@@ -190,3 +190,34 @@ impl Cache {
         }
     }
 }
+
+/// Every cached server (for `mcpgate auth list`), with the file it is in.
+pub fn list(dir: &Path) -> Vec<(PathBuf, Entry)> {
+    let Ok(read) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Entry)> = read
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let entry = serde_json::from_slice::<Entry>(&fs::read(&p).ok()?).ok()?;
+            Some((p, entry))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.server.cmp(&b.1.server));
+    out
+}
+
+impl Cache {
+    /// Forget this server's tokens and client (for `mcpgate auth logout`), under
+    /// the lock so a running bridge is not mid-refresh. `false` if nothing was cached.
+    pub async fn forget(&self) -> Result<bool, String> {
+        let _lock = self.lock().await?;
+        match fs::remove_file(&self.file) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("cannot remove {}: {e}", self.file.display())),
+        }
+    }
+}

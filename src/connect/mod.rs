@@ -9,6 +9,7 @@ mod browser;
 pub mod cache;
 mod oauth;
 mod remote;
+mod trace;
 pub mod util;
 
 use std::path::PathBuf;
@@ -73,9 +74,113 @@ pub struct Args {
     /// ~/.config/mcpgate/connect).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Write OpenTelemetry-shaped spans (one JSON line per HTTP exchange, no
+    /// tokens or secrets) to this file, created 0600.
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
 }
 
 /// Entry point of the subcommand.
+/// `mcpgate auth ...`: what `connect` keeps about the servers it signed in to.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuthCommand {
+    /// List the servers with cached sign-ins: issuer, client, token state.
+    List {
+        /// Token cache directory (default: $XDG_CONFIG_HOME/mcpgate/connect).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Forget the tokens and client registration cached for a server; the next
+    /// `connect` signs in again.
+    Logout {
+        /// The server's MCP URL, as given to `mcpgate connect`.
+        url: String,
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+pub fn auth_main(cmd: AuthCommand) -> ExitCode {
+    let dir = |d: Option<PathBuf>| d.map_or_else(cache::default_dir, Ok);
+    match cmd {
+        AuthCommand::List { cache_dir } => {
+            let dir = match dir(cache_dir) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("mcpgate auth: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let entries = cache::list(&dir);
+            if entries.is_empty() {
+                println!("no cached sign-ins in {}", dir.display());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            for (_, e) in entries {
+                let client = e.client.as_ref().map_or("-".to_string(), |c| {
+                    format!("{} ({}, issuer {})", c.client_id, c.kind, c.issuer)
+                });
+                let tokens = match &e.tokens {
+                    None => "signed out".to_string(),
+                    Some(t) => {
+                        let access = match t.expires_at {
+                            Some(at) if at > now => {
+                                format!("access token valid for {}s", (at - now) / 1000)
+                            }
+                            Some(_) => "access token expired".to_string(),
+                            None => "access token without expiry".to_string(),
+                        };
+                        let refresh = if t.refresh_token.is_some() {
+                            ", can refresh"
+                        } else {
+                            ""
+                        };
+                        format!("{access}{refresh}")
+                    }
+                };
+                println!("{}\n  client: {client}\n  {tokens}", e.server);
+            }
+            ExitCode::SUCCESS
+        }
+        AuthCommand::Logout { url, cache_dir } => {
+            let (dir, url) = match (dir(cache_dir), Url::parse(&url)) {
+                (Ok(d), Ok(u)) => (d, u),
+                (Err(e), _) => {
+                    eprintln!("mcpgate auth: {e}");
+                    return ExitCode::FAILURE;
+                }
+                (_, Err(e)) => {
+                    eprintln!("mcpgate auth logout: {url:?} is not a URL ({e})");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = cache::Cache::for_server(&dir, &url).and_then(|c| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(c.forget())
+            });
+            match result {
+                Ok(true) => {
+                    println!("signed out of {url}: its cached tokens and client are gone");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    println!("nothing was cached for {url}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mcpgate auth logout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
 pub fn main(args: Args) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -110,6 +215,9 @@ fn optional(value: Option<String>, flag: &str) -> Result<Option<String>, String>
 }
 
 async fn run(args: Args) -> Result<ExitCode, String> {
+    if let Some(path) = &args.trace_file {
+        trace::init(path)?;
+    }
     let url = Url::parse(&args.url)
         .map_err(|e| format!("{:?} is not a URL ({e}); give the server's full address, such as https://mcp.example.com/mcp", args.url))?;
     util::check_secure(&url, args.allow_http, "the server")?;

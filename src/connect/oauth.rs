@@ -8,6 +8,7 @@
 //! error, `invalid_client` leads to one re-registration, and a step-up never asks
 //! twice for scopes it already asked for.
 
+use super::trace::Traced;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -269,7 +270,7 @@ impl Auth {
             .get(url.clone())
             .header("accept", "application/json")
             .header("mcp-protocol-version", "2025-11-25")
-            .send()
+            .traced("oauth.discovery")
             .await
             .ok()?;
         if !resp.status().is_success() {
@@ -511,7 +512,7 @@ impl Auth {
             .header("content-type", "application/json")
             .header("accept", "application/json")
             .body(body.to_string())
-            .send()
+            .traced("oauth.register")
             .await
             .map_err(|e| format!("registering at {endpoint}: {e}"))?;
         let status = resp.status();
@@ -887,7 +888,7 @@ impl Auth {
         let resp = req
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
-            .send()
+            .traced("oauth.token")
             .await
             .map_err(|e| other(format!("token request to {}: {e}", meta.token_endpoint)))?;
         let status = resp.status();

@@ -2,6 +2,7 @@
 //! client's JSON-RPC messages unchanged and writing whatever the server says to
 //! stdout, one message per line.
 
+use super::trace::Traced;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -290,7 +291,7 @@ impl Remote {
                 .header("content-type", "application/json")
                 .header("accept", "application/json, text/event-stream")
                 .body(msg.raw.clone())
-                .send()
+                .traced("mcp.post")
                 .await
                 .map_err(|e| format!("cannot reach {} ({what}): {e}", self.url))?;
             let status = resp.status();
@@ -403,7 +404,7 @@ impl Remote {
                 .request(reqwest::Method::GET, &self.url, token.as_deref())
                 .header("accept", "text/event-stream")
                 .header("last-event-id", &last)
-                .send()
+                .traced("mcp.get")
                 .await;
             match resp {
                 Ok(r) if r.status().is_success() && is_sse(&r) => {
@@ -575,7 +576,7 @@ impl Remote {
                 req = req.header("last-event-id", last);
             }
             let resp = tokio::select! {
-                r = req.send() => r,
+                r = req.traced("mcp.get") => r,
                 _ = self.shutdown.cancelled() => return,
             };
             match resp {
@@ -646,7 +647,7 @@ impl Remote {
             let resp = self
                 .request(reqwest::Method::GET, &self.url, token.as_deref())
                 .header("accept", "text/event-stream")
-                .send()
+                .traced("mcp.sse")
                 .await
                 .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
             if resp.status() == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
@@ -727,7 +728,7 @@ impl Remote {
                 .headers(self.headers.clone())
                 .header("content-type", "application/json")
                 .body(msg.raw.clone())
-                .send()
+                .traced("mcp.sse.post")
                 .await
                 .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
             if resp.status() == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
@@ -764,7 +765,7 @@ impl Remote {
             req = req.bearer_auth(t);
         }
         let req = req.headers(self.headers.clone());
-        match tokio::time::timeout(Duration::from_secs(5), req.send()).await {
+        match tokio::time::timeout(Duration::from_secs(5), req.traced("mcp.delete")).await {
             Ok(Ok(r))
                 if r.status().is_success() || r.status() == StatusCode::METHOD_NOT_ALLOWED => {}
             Ok(Ok(r)) => eprintln!(
