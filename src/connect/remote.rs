@@ -245,7 +245,7 @@ impl Remote {
             Err(PostError::Other(e)) => return Err(e),
         }
         if msg.method() == Some("notifications/initialized") {
-            self.ensure_get_stream();
+            self.open_get_stream().await;
         }
         Ok(())
     }
@@ -534,28 +534,40 @@ impl Remote {
                 }
                 Err(PostError::Other(e)) => return Err(e),
             }
-            self.ensure_get_stream();
+            self.open_get_stream().await;
         }
         Ok(())
     }
 
+    /// Open the GET stream and wait (briefly) until the server has answered it:
+    /// a server sends requests that belong to no client request (elicitation,
+    /// sampling) on that stream and drops them when it is not open yet, so the
+    /// client's next request must not go out before it is.
+    async fn open_get_stream(self: &Arc<Self>) {
+        if let Some(ready) = self.ensure_get_stream() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ready).await;
+        }
+    }
+
     /// The GET stream of server-initiated messages, once per session.
-    fn ensure_get_stream(self: &Arc<Self>) {
-        let Some(generation) = self.state(|s| {
+    fn ensure_get_stream(self: &Arc<Self>) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let generation = self.state(|s| {
             if s.get_running || s.session.is_none() {
                 None
             } else {
                 s.get_running = true;
                 Some(s.generation)
             }
-        }) else {
-            return;
-        };
+        })?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.get_stream(generation).await });
+        tokio::spawn(async move { this.get_stream(generation, ready_tx).await });
+        Some(ready_rx)
     }
 
-    async fn get_stream(self: Arc<Self>, generation: u64) {
+    async fn get_stream(self: Arc<Self>, generation: u64, ready: tokio::sync::oneshot::Sender<()>) {
+        // Dropped (so the waiter goes on) on every way out of this function.
+        let mut ready = Some(ready);
         let mut cursor = StreamCursor::default();
         let mut failures = 0u32;
         loop {
@@ -579,6 +591,10 @@ impl Remote {
                 r = req.traced("mcp.get") => r,
                 _ = self.shutdown.cancelled() => return,
             };
+            // Answered (stream open, or refused): the client may go on.
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(());
+            }
             match resp {
                 Ok(r) if r.status().is_success() && is_sse(&r) => {
                     let before = cursor.events;
