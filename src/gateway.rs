@@ -29,12 +29,32 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(settings: Settings, auth: Option<Arc<Auth>>) -> anyhow::Result<Arc<Gateway>> {
+        let access = Arc::new(crate::aggregate::Access {
+            policy: settings.policy.clone(),
+            catalogs: crate::aggregate::catalog::Catalogs::new(settings.aggregate.cache_ttl),
+            delimiter: settings.aggregate.delimiter.clone(),
+            page_size: settings.aggregate.page_size,
+            auth: auth.clone(),
+        });
         let mut services = HashMap::new();
         for s in &settings.services {
             services.insert(
                 s.name.clone(),
-                Arc::new(Service::new(s, settings.shutdown_grace)?),
+                Arc::new(Service::new(s, settings.shutdown_grace, access.clone())?),
             );
+        }
+        for (name, members) in &settings.aggregate.endpoints {
+            let members: Vec<Arc<Service>> = members
+                .iter()
+                .filter_map(|m| services.get(m).cloned())
+                .collect();
+            let aggregate = Service::aggregate(
+                name.clone(),
+                members,
+                settings.shutdown_grace,
+                access.clone(),
+            )?;
+            services.insert(name.clone(), Arc::new(aggregate));
         }
         Ok(Arc::new(Gateway {
             origins: OriginPolicy::new(&settings),
@@ -47,9 +67,12 @@ impl Gateway {
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
-        ServiceName::parse(name)
-            .ok()
-            .and_then(|n| self.services.get(&n))
+        let name = if name == crate::config::AggregateSettings::ROOT {
+            ServiceName::root()
+        } else {
+            ServiceName::parse(name).ok()?
+        };
+        self.services.get(&name)
     }
 
     /// Public URL of a path on this gateway (base path included).
@@ -77,14 +100,23 @@ impl Gateway {
                     },
                     () = gw.shutdown.cancelled() => return,
                 };
-                let mine: Vec<_> = gw
+                let (mine, aggregates): (Vec<_>, Vec<_>) = gw
                     .sessions
                     .all()
                     .into_iter()
-                    .filter(|s| {
-                        s.service.name.as_str() == service && s.owner.as_ref() == Some(&user)
+                    .filter(|s| s.owner.as_ref() == Some(&user))
+                    .filter_map(|s| match s.aggregate() {
+                        Some(a) if a.has_member(&service) => Some((None, Some(a))),
+                        _ if s.service.name.as_str() == service => Some((Some(s), None)),
+                        _ => None,
                     })
-                    .collect();
+                    .unzip();
+                // Aggregated and governed sessions restart that member on next use.
+                for a in aggregates.into_iter().flatten() {
+                    let service = service.clone();
+                    tokio::spawn(async move { a.token_changed(&service).await });
+                }
+                let mine: Vec<_> = mine.into_iter().flatten().collect();
                 let mut waiting = Vec::new();
                 for s in mine {
                     match s.deferred() {

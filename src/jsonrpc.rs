@@ -310,6 +310,11 @@ pub fn error_response(
 
 /// A result response the gateway itself answers with.
 pub fn result_response(id: &RequestId, result: &serde_json::Value) -> Message {
+    raw_result_response(id, &result.to_string())
+}
+
+/// A result response whose `result` is ready JSON text.
+pub fn raw_result_response(id: &RequestId, result: &str) -> Message {
     let raw = format!(
         r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
         id.as_json()
@@ -320,6 +325,20 @@ pub fn result_response(id: &RequestId, result: &serde_json::Value) -> Message {
             id: Some(id.clone()),
         },
     }
+}
+
+/// A message built (or rewritten) as a JSON value.
+pub fn from_value(v: &serde_json::Value) -> Option<Message> {
+    Message::parse(Bytes::from(v.to_string())).ok()
+}
+
+/// A request id made by the gateway (for its own requests, and for rewritten ones).
+pub fn string_id(text: &str) -> RequestId {
+    RequestId(
+        serde_json::Value::String(text.to_string())
+            .to_string()
+            .into(),
+    )
 }
 
 /// A notification the gateway itself sends (e.g. `notifications/cancelled` on timeout).

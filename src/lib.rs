@@ -2,12 +2,14 @@
 //!
 //! See `docs/architecture.md` for the map of these modules and the life of a request.
 
+pub mod aggregate;
 pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod connect;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod policy;
 pub mod service;
 pub mod session;
 pub mod store;

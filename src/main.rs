@@ -67,6 +67,33 @@ enum Command {
     /// The sign-ins `mcpgate connect` keeps: `auth list`, `auth logout URL`.
     #[command(subcommand)]
     Auth(mcpgate::connect::AuthCommand),
+    /// Access policy: `policy explain --user alice@corp.com` prints what that
+    /// person can reach and which rule decided each item.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// What one person (or serviceAuths identity) can reach, item by item.
+    Explain {
+        /// Configuration file (JSON).
+        #[arg(long, short, env = "MCPGATE_CONFIG")]
+        config: PathBuf,
+        /// The person's email.
+        #[arg(long, required_unless_present = "service_identity")]
+        user: Option<String>,
+        /// A group (or role) of theirs, as the identity provider sends it;
+        /// repeat for several. Local users' configured groups are added.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Explain for a serviceAuths caller (its `user`) instead of a person.
+        #[arg(long, conflicts_with = "user")]
+        service_identity: Option<String>,
+        /// Do not start the services to list their items; explain by rules only.
+        #[arg(long)]
+        no_discover: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +101,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Connect(args) => mcpgate::connect::main(args),
         Command::Auth(cmd) => mcpgate::connect::auth_main(cmd),
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            user,
+            groups,
+            service_identity,
+            no_discover,
+        }) => policy_explain(&config, user, groups, service_identity, !no_discover),
         Command::CheckConfig { path } => match config::load(&path) {
             Ok(s) => {
                 println!(
@@ -258,4 +292,60 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %bound, services = gw.services.len(), "mcpgate listening");
     gateway::serve(gw, listener).await
+}
+
+fn policy_explain(
+    path: &std::path::Path,
+    user: Option<String>,
+    mut groups: Vec<String>,
+    service_identity: Option<String>,
+    discover: bool,
+) -> ExitCode {
+    let settings = match config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let subject = match (user, service_identity) {
+        (_, Some(s)) => mcpgate::policy::Subject {
+            email: None,
+            groups: Vec::new(),
+            service_identity: Some(s),
+        },
+        (Some(email), None) => {
+            // A local user's groups come from the configuration.
+            if let Some(config::auth::IdpSettings::Local { users }) =
+                settings.auth.as_ref().map(|a| &a.idp)
+                && let Some(u) = users.iter().find(|u| u.email.eq_ignore_ascii_case(&email))
+            {
+                groups.extend(u.groups.iter().cloned());
+            }
+            mcpgate::policy::Subject::person(&email, groups)
+        }
+        (None, None) => {
+            eprintln!("name who to explain for: --user EMAIL or --service-identity NAME");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(mcpgate::policy::explain::explain(
+        settings, &subject, discover,
+    )) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,15 +1,24 @@
 //! A configured service at run time: its settings, its HTTP client (one pool per
 //! service) and the counters `/ready` reports.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::aggregate::Access;
 use crate::config::{self, BackendSpec, Limits, ServiceName};
+
+/// What a service is at run time.
+pub enum Kind {
+    /// An MCP server the gateway reaches.
+    Server(BackendSpec),
+    /// An aggregated endpoint over these services.
+    Aggregate(Vec<Arc<Service>>),
+}
 
 pub struct Service {
     pub name: ServiceName,
-    pub backend: BackendSpec,
+    pub kind: Kind,
     pub limits: Limits,
     /// Grace between SIGTERM and SIGKILL for this service's processes.
     pub shutdown_grace: Duration,
@@ -26,6 +35,14 @@ pub struct Service {
     pub audit_arguments: bool,
     /// `"shared": true`: one backend per person for all their sessions.
     pub shared: Option<crate::backend::shared::Pool>,
+    /// Its backend depends on the person (`$user`, `$userToken`), so what it
+    /// offers is cached per person.
+    pub per_user: bool,
+    /// A `toolFilter` or a policy restricts it: its endpoint filters lists and
+    /// checks calls (see `aggregate`).
+    pub governed: bool,
+    /// Policy, discovery cache and naming, shared by every service.
+    pub access: Arc<Access>,
 }
 
 #[derive(Default)]
@@ -62,20 +79,20 @@ impl Stats {
 }
 
 impl Service {
-    pub fn new(cfg: &config::Service, shutdown_grace: Duration) -> anyhow::Result<Service> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Redirects could carry configured secret headers to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(
+        cfg: &config::Service,
+        shutdown_grace: Duration,
+        access: Arc<Access>,
+    ) -> anyhow::Result<Service> {
         Ok(Service {
             name: cfg.name.clone(),
-            backend: cfg.backend.clone(),
+            kind: Kind::Server(cfg.backend.clone()),
+            per_user: cfg.uses_user_values || cfg.needs_user_token(),
+            governed: access.policy.governs(cfg.name.as_str()),
+            access,
             limits: cfg.limits.clone(),
             shutdown_grace,
-            http,
+            http: http_client()?,
             stats: Stats::default(),
             needs_user_token: cfg.needs_user_token(),
             display_name: cfg.display_name().to_string(),
@@ -84,4 +101,66 @@ impl Service {
             shared: cfg.shared.then(crate::backend::shared::Pool::default),
         })
     }
+
+    /// `stdio`, `streamable-http`, `sse`, or `aggregate`.
+    pub fn transport(&self) -> &'static str {
+        match &self.kind {
+            Kind::Server(spec) => spec.kind(),
+            Kind::Aggregate(_) => "aggregate",
+        }
+    }
+
+    /// An aggregated endpoint (`/mcp`, `/<group>/mcp`): its timeouts are the
+    /// longest of its members', since one request may wait for any of them.
+    pub fn aggregate(
+        name: ServiceName,
+        members: Vec<Arc<Service>>,
+        shutdown_grace: Duration,
+        access: Arc<Access>,
+    ) -> anyhow::Result<Service> {
+        let longest = |f: fn(&Limits) -> Duration, default: Duration| {
+            members
+                .iter()
+                .map(|m| f(&m.limits))
+                .max()
+                .unwrap_or(default)
+        };
+        let limits = Limits {
+            request_timeout: longest(|l| l.request_timeout, Limits::DEFAULT_REQUEST_TIMEOUT),
+            startup_timeout: longest(|l| l.startup_timeout, Limits::DEFAULT_STARTUP_TIMEOUT),
+            idle_timeout: Limits::DEFAULT_IDLE_TIMEOUT,
+            max_sessions: Limits::DEFAULT_MAX_SESSIONS,
+            max_sessions_per_user: Limits::DEFAULT_MAX_SESSIONS_PER_USER,
+        };
+        Ok(Service {
+            display_name: format!(
+                "all services at {}",
+                crate::auth::resource_path(name.as_str(), "mcp")
+            ),
+            name,
+            kind: Kind::Aggregate(members),
+            per_user: false,
+            governed: false,
+            access,
+            max_sessions_per_user: limits.max_sessions_per_user,
+            limits,
+            shutdown_grace,
+            http: http_client()?,
+            stats: Stats::default(),
+            needs_user_token: false,
+            audit_arguments: false,
+            shared: None,
+        })
+    }
+}
+
+/// One client per service, so connections are pooled.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        // Redirects could carry configured secret headers to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
 }

@@ -245,21 +245,12 @@ async fn keys_rotate_without_losing_tokens() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = cfg_dir.path().join("c.json");
     std::fs::write(&cfg, config(&storage, &[KEY_B, KEY_A]).to_string()).unwrap();
-    let out = std::process::Command::new(common::GATEWAY)
-        .args(["rotate-keys", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("re-encrypted 1"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = common::cli_ok([
+        std::ffi::OsStr::new("rotate-keys"),
+        std::ffi::OsStr::new("--config"),
+        cfg.as_os_str(),
+    ]);
+    assert!(out.contains("re-encrypted 1"), "{out}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_gw, base) = start(&storage, &[KEY_B]).await;
     let alice = tokens_for(&base, "alice@example.com", "pw-alice", None).await;

@@ -495,6 +495,13 @@ async fn issue_tokens(auth: &Auth, i: Issue) -> Result<serde_json::Value, OAuthE
         scope: i.token_scope.join(" "),
         email: i.identity.email.clone(),
         fam: i.family.clone(),
+        groups: i
+            .identity
+            .groups
+            .iter()
+            .chain(&i.identity.orgs)
+            .cloned()
+            .collect(),
     };
     let access = auth.keys.issue(&claims).map_err(|e| {
         tracing::error!("cannot sign an access token: {e}");

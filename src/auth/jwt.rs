@@ -44,6 +44,10 @@ pub struct AccessClaims {
     pub email: String,
     /// The token family (one authorization and its refreshes), for revocation.
     pub fam: FamilyId,
+    /// The person's groups (identity provider groups or roles, GitHub
+    /// organizations, local users' `groups`), for `policies`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl AccessClaims {
@@ -270,6 +274,7 @@ mod tests {
             scope: "mcp".into(),
             email: "a@example.com".into(),
             fam: FamilyId::new("f"),
+            groups: Vec::new(),
         }
     }
 

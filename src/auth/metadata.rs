@@ -27,6 +27,10 @@ pub fn routes() -> Router<Arc<Auth>> {
             "/.well-known/oauth-protected-resource/{service}/{endpoint}",
             get(resource),
         )
+        .route(
+            "/.well-known/oauth-protected-resource/{endpoint}",
+            get(root_aggregate),
+        )
         .route("/.well-known/jwks.json", get(jwks))
 }
 
@@ -49,6 +53,10 @@ pub fn root_routes(base_path: &str) -> Router<Arc<Auth>> {
         .route(
             &format!("/.well-known/oauth-protected-resource{base_path}/{{service}}/{{endpoint}}"),
             get(resource),
+        )
+        .route(
+            &format!("/.well-known/oauth-protected-resource{base_path}/{{endpoint}}"),
+            get(root_aggregate),
         )
 }
 
@@ -99,12 +107,18 @@ async fn resource(
         return (StatusCode::NOT_FOUND, "no such resource").into_response();
     }
     document(json!({
-        "resource": auth.url(&format!("/{service}/{endpoint}")),
+        "resource": auth.url(&super::resource_path(&service, &endpoint)),
         "authorization_servers": [auth.issuer],
         "scopes_supported": scopes,
         "bearer_methods_supported": ["header"],
         "resource_name": service,
     }))
+}
+
+/// RFC 9728 metadata of the aggregated endpoint `/mcp` (`/sse`).
+async fn root_aggregate(state: State<Arc<Auth>>, Path(endpoint): Path<String>) -> Response {
+    let root = crate::config::AggregateSettings::ROOT.to_string();
+    resource(state, Path((root, endpoint))).await
 }
 
 /// RFC 9728 metadata of the gateway as a whole (tokens without a `resource`).
@@ -125,6 +139,7 @@ async fn jwks(State(auth): State<Arc<Auth>>) -> Response {
 /// Under the base path, which a reverse proxy is sure to route to the gateway.
 pub fn resource_metadata_url(auth: &Auth, service: &str, endpoint: &str) -> String {
     auth.url(&format!(
-        "/.well-known/oauth-protected-resource/{service}/{endpoint}"
+        "/.well-known/oauth-protected-resource{}",
+        super::resource_path(service, endpoint)
     ))
 }

@@ -123,6 +123,24 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// A machine client's configured token for `{"$userToken": ...}` (serviceAuths).
     pub user_token: Option<String>,
+    /// Groups from the access token, for `policies`.
+    pub groups: Vec<String>,
+    /// A `serviceAuths` caller: its configured `user`.
+    pub service_identity: Option<String>,
+}
+
+impl Principal {
+    /// The caller as `policies` see them.
+    pub fn subject(&self) -> crate::policy::Subject {
+        match &self.service_identity {
+            Some(s) => crate::policy::Subject {
+                email: None,
+                groups: Vec::new(),
+                service_identity: Some(s.clone()),
+            },
+            None => crate::policy::Subject::person(&self.email, self.groups.clone()),
+        }
+    }
 }
 
 /// How people sign in.
@@ -138,6 +156,8 @@ pub struct Auth {
     base: Url,
     /// The configured services (scopes, per-user token settings, service auths).
     services: Vec<crate::config::Service>,
+    /// The aggregated endpoints (name, scopes: every scope its services require).
+    aggregates: Vec<(String, Vec<String>)>,
     /// Tells open sessions that a person's token for a service changed.
     token_changes: tokio::sync::broadcast::Sender<(UserId, String)>,
     pub store: Store,
@@ -254,6 +274,30 @@ impl Auth {
             issuer,
             base: settings.base_url.clone(),
             services: settings.services.clone(),
+            aggregates: settings
+                .aggregate
+                .endpoints
+                .iter()
+                .map(|(name, members)| {
+                    let mut scopes: Vec<String> = Vec::new();
+                    for m in members {
+                        for sc in settings
+                            .services
+                            .iter()
+                            .filter(|s| &s.name == m)
+                            .flat_map(|s| &s.required_scopes)
+                        {
+                            if !scopes.contains(sc) {
+                                scopes.push(sc.clone());
+                            }
+                        }
+                    }
+                    if scopes.is_empty() {
+                        scopes.push("mcp".into());
+                    }
+                    (name.to_string(), scopes)
+                })
+                .collect(),
             token_changes: tokio::sync::broadcast::channel(64).0,
             store,
             keys,
@@ -347,7 +391,7 @@ impl Auth {
 
     /// The resource URI of a service (RFC 8707, RFC 9728).
     pub fn resource_url(&self, service: &str) -> String {
-        self.url(&format!("/{service}/mcp"))
+        self.url(&resource_path(service, "mcp"))
     }
 
     /// The JWT `aud` for an audience.
@@ -358,8 +402,17 @@ impl Auth {
         }
     }
 
+    /// The scopes a token needs for a service or an aggregated endpoint; `None`
+    /// when there is no such thing.
     pub fn required_scopes(&self, service: &str) -> Option<&[String]> {
-        self.service(service).map(|s| s.required_scopes.as_slice())
+        self.service(service)
+            .map(|s| s.required_scopes.as_slice())
+            .or_else(|| {
+                self.aggregates
+                    .iter()
+                    .find(|(n, _)| n == service)
+                    .map(|(_, s)| s.as_slice())
+            })
     }
 
     pub fn service(&self, name: &str) -> Option<&crate::config::Service> {
@@ -406,6 +459,11 @@ impl Auth {
             return Some(Audience::Gateway);
         }
         let rest = normalized.strip_prefix(&self.issuer)?.strip_prefix('/')?;
+        if matches!(rest, "mcp" | "sse") {
+            let root = crate::config::AggregateSettings::ROOT;
+            self.required_scopes(root)?;
+            return Some(Audience::Service(root.to_string()));
+        }
         let (service, tail) = rest.split_once('/')?;
         if !matches!(tail, "mcp" | "sse") {
             return None;
@@ -547,6 +605,16 @@ fn is_loopback_url(u: &str) -> bool {
         .ok()
         .and_then(|u| u.host_str().map(crate::config::is_loopback_host))
         .unwrap_or(false)
+}
+
+/// The path of a resource: `/<service>/mcp`, or `/mcp` (`/sse`) for the root
+/// aggregated endpoint.
+pub fn resource_path(service: &str, endpoint: &str) -> String {
+    if service == crate::config::AggregateSettings::ROOT {
+        format!("/{endpoint}")
+    } else {
+        format!("/{service}/{endpoint}")
+    }
 }
 
 pub fn now_unix() -> i64 {

@@ -33,13 +33,19 @@ pub async fn authenticate(
     // checked as the `notes` it will be served as.
     let mut parts = req.uri().path().trim_start_matches('/').split('/');
     let raw = parts.next().unwrap_or_default();
-    let service = percent_encoding::percent_decode_str(raw)
+    let mut service = percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned();
-    let endpoint = match parts.next() {
+    let mut endpoint = match parts.next() {
         Some("sse") | Some("message") => "sse",
         _ => "mcp",
     };
+    // `/mcp`, `/sse` and `/message` belong to the root aggregated endpoint
+    // (whose internal name is `mcp`, a name no service may take).
+    if matches!(service.as_str(), "sse" | "message") && endpoint == "mcp" {
+        service = crate::config::AggregateSettings::ROOT.to_string();
+        endpoint = "sse";
+    }
     let Some(required) = auth.required_scopes(&service) else {
         // Unknown service: the handler answers 404; nothing to protect. (The
         // handlers also refuse any request without a `Principal` when
@@ -129,6 +135,8 @@ pub async fn authenticate(
         client_id: claims.client_id.clone(),
         scopes: claims.scopes().map(String::from).collect(),
         user_token: None,
+        groups: claims.groups.clone(),
+        service_identity: None,
     });
     next.run(req).await
 }
@@ -156,6 +164,8 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
         client_id: super::ClientId::new("service-auth"),
         scopes: svc.required_scopes.clone(),
         user_token: user_token.clone(),
+        groups: Vec::new(),
+        service_identity: Some(user.to_string()),
     };
     if scheme.eq_ignore_ascii_case("bearer") {
         let presented = super::sha256_hex(value.as_bytes());

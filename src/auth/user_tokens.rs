@@ -104,6 +104,41 @@ impl Auth {
         Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
     }
 
+    /// What a backend of `service` gets for this caller: who they are and, when
+    /// the service needs one, their token (and when an upstream token expires,
+    /// so the session can end before it does).
+    pub async fn user_context(
+        &self,
+        service: &str,
+        needs_token: bool,
+        p: &super::Principal,
+    ) -> Result<crate::backend::UserContext, UserTokenError> {
+        let token = match (&p.user_token, needs_token) {
+            (_, false) => None,
+            (Some(t), true) => Some(t.clone()),
+            (None, true) => self.user_token(&p.user, service).await?,
+        };
+        let token_expires_at = if token.is_some() && p.user_token.is_none() {
+            // Read after `user_token`, which may just have refreshed it.
+            self.user_token_record(&p.user, service)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.expires_at)
+        } else {
+            None
+        };
+        Ok(crate::backend::UserContext {
+            email: p.email.clone(),
+            sub: p.user.as_str().to_string(),
+            token,
+            setup_url: self.url("/my/tokens"),
+            client_id: p.client_id.as_str().to_string(),
+            token_expires_at,
+            subject: p.subject(),
+        })
+    }
+
     /// Store a token a person typed in.
     pub async fn set_user_token(
         &self,

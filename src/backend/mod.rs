@@ -48,6 +48,8 @@ pub enum Backend {
     Deferred(Arc<deferred::Deferred>),
     /// One session's share of a person's shared backend (see `shared`).
     Shared(Arc<shared::Member>),
+    /// Several services as one, or a service under policy (see `aggregate`).
+    Aggregate(Arc<crate::aggregate::Aggregate>),
 }
 
 /// The person a session belongs to, for `{"$user": ...}` and `{"$userToken": ...}`.
@@ -62,6 +64,8 @@ pub struct UserContext {
     pub client_id: String,
     /// When `token` expires (upstream OAuth tokens), unix seconds.
     pub token_expires_at: Option<i64>,
+    /// Who they are to `policies`.
+    pub subject: crate::policy::Subject,
 }
 
 impl std::fmt::Debug for UserContext {
@@ -165,6 +169,38 @@ impl Backend {
         inbox: InboxRef,
         user: Option<&UserContext>,
     ) -> Result<Backend, BackendError> {
+        use crate::aggregate::Aggregate;
+        use crate::service::Kind;
+        if let Kind::Aggregate(members) = &service.kind {
+            return Ok(Backend::Aggregate(Aggregate::new(
+                service,
+                members.clone(),
+                true,
+                service.access.clone(),
+                inbox,
+                user,
+            )));
+        }
+        if service.governed {
+            return Ok(Backend::Aggregate(Aggregate::new(
+                service,
+                vec![service.clone()],
+                false,
+                service.access.clone(),
+                inbox,
+                user,
+            )));
+        }
+        Backend::start_member(service, inbox, user).await
+    }
+
+    /// Start one service's backend as it is (no policy): deferred until the
+    /// person's token is set, shared between their sessions, or their own.
+    pub async fn start_member(
+        service: &Arc<Service>,
+        inbox: InboxRef,
+        user: Option<&UserContext>,
+    ) -> Result<Backend, BackendError> {
         if let Some(u) = user
             && service.needs_user_token
             && u.token.is_none()
@@ -197,7 +233,13 @@ impl Backend {
         inbox: InboxRef,
         user: Option<&UserContext>,
     ) -> Result<Backend, BackendError> {
-        let spec = render_spec(&service.backend, user)?;
+        let crate::service::Kind::Server(spec) = &service.kind else {
+            return Err(BackendError::Connect(format!(
+                "{} is an aggregated endpoint, not a server",
+                service.name
+            )));
+        };
+        let spec = render_spec(spec, user)?;
         match &spec {
             BackendSpec::Stdio {
                 command,
@@ -232,6 +274,7 @@ impl Backend {
             }
             Backend::Deferred(d) => d.send(msg).await,
             Backend::Shared(m) => m.send(msg).await,
+            Backend::Aggregate(a) => a.send(msg).await,
         }
     }
 
@@ -245,6 +288,7 @@ impl Backend {
                 }
             }
             Backend::Shared(m) => m.client_listens(),
+            Backend::Aggregate(a) => a.client_listens(),
             _ => {}
         }
     }
@@ -258,6 +302,14 @@ impl Backend {
         }
     }
 
+    /// How many processes of its own it runs (for `/ready`).
+    pub fn process_count(&self) -> usize {
+        match self {
+            Backend::Aggregate(a) => a.process_count(),
+            b => usize::from(b.is_process()),
+        }
+    }
+
     /// End the backend: stop the process group, or end the remote session.
     pub async fn close(&self) {
         match self {
@@ -266,6 +318,7 @@ impl Backend {
             Backend::Sse(b) => b.close(),
             Backend::Deferred(d) => d.close().await,
             Backend::Shared(m) => m.close().await,
+            Backend::Aggregate(a) => a.close().await,
         }
     }
 }
@@ -316,6 +369,7 @@ mod tests {
             setup_url: String::new(),
             client_id: String::new(),
             token_expires_at: None,
+            subject: crate::policy::Subject::anonymous(),
         };
         let out = render_url(&url, Some(&user)).unwrap();
         assert_eq!(out.path(), "/u/a%2Bb%40x%2Ecom");

@@ -73,6 +73,11 @@ impl ServiceName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The root aggregated endpoint's internal name (reserved for it).
+    pub fn root() -> ServiceName {
+        ServiceName(AggregateSettings::ROOT.to_string())
+    }
 }
 
 impl fmt::Display for ServiceName {
@@ -150,6 +155,8 @@ pub struct Service {
     pub audit_arguments: bool,
     /// One backend per person for all their sessions (stdio only).
     pub shared: bool,
+    /// `toolFilter`: which of its tools anyone sees.
+    pub tool_filter: Option<crate::policy::ToolFilter>,
 }
 
 impl Service {
@@ -192,6 +199,37 @@ pub struct Settings {
     pub auth: Option<auth::AuthSettings>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpRange>,
+    /// `policies` and every service's `toolFilter`.
+    pub policy: crate::policy::Policy,
+    /// The aggregated endpoints (`/mcp`, `/<group>/mcp`).
+    pub aggregate: AggregateSettings,
+}
+
+/// The aggregated endpoints, validated.
+#[derive(Debug, Clone)]
+pub struct AggregateSettings {
+    /// Each endpoint: its name (`mcp` for the root one at `/mcp`, else the
+    /// group served at `/<name>/mcp`) and its services.
+    pub endpoints: Vec<(ServiceName, Vec<ServiceName>)>,
+    pub delimiter: String,
+    pub cache_ttl: Duration,
+    pub page_size: usize,
+}
+
+impl AggregateSettings {
+    /// The internal name of the endpoint served at `/mcp`, `/sse` and `/message`.
+    pub const ROOT: &'static str = "mcp";
+    pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
+    pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+    pub fn none() -> AggregateSettings {
+        AggregateSettings {
+            endpoints: Vec::new(),
+            delimiter: "_".into(),
+            cache_ttl: Self::DEFAULT_CACHE_TTL,
+            page_size: Self::DEFAULT_PAGE_SIZE,
+        }
+    }
 }
 
 /// An IP address or CIDR range.
@@ -338,6 +376,7 @@ pub fn parse(
 
     let mut proxy = ProxyConfig::default();
     let mut services_raw = serde_json::Map::new();
+    let mut policies_raw: Vec<types::PolicyConfig> = Vec::new();
     for (key, val) in top {
         match key.as_str() {
             "proxy" => match typed::<ProxyConfig>(val, "proxy") {
@@ -351,10 +390,16 @@ pub fn parse(
                     message: "must be an object mapping service names to servers".into(),
                 }),
             },
+            "policies" => match typed::<Vec<types::PolicyConfig>>(val, "policies") {
+                Ok(p) => policies_raw = p,
+                Err(p) => problems.push(p),
+            },
             "$schema" => {}
             other => problems.push(Problem {
                 path: other.to_string(),
-                message: format!("unknown field {other:?}; expected \"proxy\" or \"mcpServers\""),
+                message: format!(
+                    "unknown field {other:?}; expected \"proxy\", \"mcpServers\" or \"policies\""
+                ),
             }),
         }
     }
@@ -392,6 +437,10 @@ pub fn parse(
                         service_auths: v.service_auths,
                         audit_arguments: v.audit_arguments,
                         shared: v.shared,
+                        tool_filter: v.tool_filter.map(|f| crate::policy::ToolFilter {
+                            allow: f.mode == types::ToolFilterMode::Allow,
+                            names: f.list,
+                        }),
                     });
                 }
             }
@@ -399,7 +448,14 @@ pub fn parse(
         }
     }
 
-    let settings = proxy.validate(services, &mut problems);
+    let aggregate = proxy.aggregate.take();
+    let policy = policies(&policies_raw, &services, &mut problems);
+    let aggregate = aggregate_settings(aggregate, &services, &mut problems);
+    let settings = proxy.validate(services, &mut problems).map(|s| Settings {
+        policy,
+        aggregate,
+        ..s
+    });
     let mut index = 0;
     problems.retain(|p| {
         index += 1;
@@ -415,6 +471,136 @@ pub fn parse(
         Some(s) if problems.is_empty() => Ok(s),
         _ => Err(fail(problems)),
     }
+}
+
+/// `policies`, checked against the configured services.
+fn policies(
+    raw: &[types::PolicyConfig],
+    services: &[Service],
+    problems: &mut Vec<Problem>,
+) -> crate::policy::Policy {
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let mut rules = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let name = p.name.clone().unwrap_or_else(|| format!("policies[{i}]"));
+        match crate::policy::Rule::parse(name, &p.subjects, &p.tools, &names) {
+            Ok(r) => rules.push(r),
+            Err(list) => problems.extend(list.into_iter().map(|(field, message)| Problem {
+                path: format!("policies[{i}].{field}"),
+                message,
+            })),
+        }
+    }
+    let filters = services
+        .iter()
+        .filter_map(|s| Some((s.name.to_string(), s.tool_filter.clone()?)))
+        .collect();
+    crate::policy::Policy::new(rules, filters)
+}
+
+/// `proxy.aggregate`: the endpoints, their services, and a delimiter with
+/// which no two services' names can collide.
+fn aggregate_settings(
+    raw: Option<types::AggregateConfig>,
+    services: &[Service],
+    problems: &mut Vec<Problem>,
+) -> AggregateSettings {
+    let raw = raw.unwrap_or_default();
+    let mut out = AggregateSettings::none();
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+    if let Some(d) = &raw.delimiter {
+        let ok = (1..=3).contains(&d.len())
+            && d.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if ok {
+            out.delimiter = d.clone();
+        } else {
+            problem(
+                "proxy.aggregate.delimiter".into(),
+                format!("{d:?} must be 1-3 of A-Z a-z 0-9 _ - . (tool names allow nothing else)"),
+            );
+        }
+    }
+    if let Some(t) = raw.cache_ttl {
+        out.cache_ttl = t.0;
+    }
+    if let Some(n) = raw.page_size {
+        if n == 0 {
+            problem(
+                "proxy.aggregate.pageSize".into(),
+                "must be at least 1".into(),
+            );
+        } else {
+            out.page_size = n;
+        }
+    }
+    let known = |name: &str| services.iter().find(|s| s.name.as_str() == name);
+    let pick = |path: &str, list: Option<&Vec<String>>, problem: &mut dyn FnMut(String, String)| {
+        let Some(list) = list else {
+            return services.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        };
+        let mut chosen = Vec::new();
+        for (i, n) in list.iter().enumerate() {
+            match known(n) {
+                Some(s) if !chosen.contains(&s.name) => chosen.push(s.name.clone()),
+                Some(_) => {}
+                None => problem(
+                    format!("{path}[{i}]"),
+                    format!("{n:?} is not a configured service"),
+                ),
+            }
+        }
+        chosen
+    };
+    let mut endpoints = Vec::new();
+    if raw.enabled != Some(false) {
+        let list = pick(
+            "proxy.aggregate.services",
+            raw.services.as_ref(),
+            &mut problem,
+        );
+        endpoints.push((ServiceName::root(), list));
+    }
+    for (group, g) in &raw.groups {
+        let path = format!("proxy.aggregate.groups.{group}");
+        let list = pick(&format!("{path}.services"), Some(&g.services), &mut problem);
+        match ServiceName::parse(group) {
+            Ok(_) if known(group).is_some() => problem(
+                path,
+                format!(
+                    "{group:?} is also a service's name; a group needs a path of its own (/{group}/mcp)"
+                ),
+            ),
+            Ok(name) => endpoints.push((name, list)),
+            Err(m) => problem(path, m.replace("service name", "group name")),
+        }
+    }
+    // `a` + `_` + `b_c` and `a_b` + `_` + `c` would both read `a_b_c`: refuse
+    // names where one service's prefix starts another's, so no clash can occur.
+    for (endpoint, list) in &endpoints {
+        for a in list {
+            for b in list {
+                let prefix = format!("{a}{}", out.delimiter);
+                if a != b && b.as_str().starts_with(&prefix) {
+                    problem(
+                        "proxy.aggregate.delimiter".into(),
+                        format!(
+                            "services {a:?} and {b:?} share the endpoint /{}mcp, and with the delimiter {:?} their tool names could collide ({a}{d}x_y vs {b}{d}y); choose another delimiter (e.g. \"__\" or \".\") or rename one",
+                            if endpoint.as_str() == AggregateSettings::ROOT {
+                                String::new()
+                            } else {
+                                format!("{endpoint}/")
+                            },
+                            out.delimiter,
+                            d = out.delimiter,
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out.endpoints = endpoints;
+    out
 }
 
 /// Deserialize a part of the config, reporting the first error with its full path.

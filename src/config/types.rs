@@ -24,6 +24,86 @@ pub struct ConfigFile {
     /// The MCP servers, by service name. Each is served at `/<name>/mcp` and `/<name>/sse`.
     #[serde(rename = "mcpServers")]
     pub mcp_servers: BTreeMap<String, ServiceConfig>,
+    /// Who may use which tools, prompts and resources. A service that no rule
+    /// names is open to everyone who may use the gateway; once a rule names
+    /// it, whatever no rule grants is denied. Deny (`!`) wins over allow.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// One access rule.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyConfig {
+    /// Shown by `mcpgate policy explain`. Default `policies[N]`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who the rule is for: `"alice@corp.com"`, `"@corp.com"` (a domain),
+    /// `"group:eng"` (a group or role from the identity provider, or a local
+    /// user's `groups`), `"service:ci-bot"` (a `serviceAuths` user), `"*"`.
+    pub subjects: Vec<String>,
+    /// What it grants or denies: `"service:glob"` over tool and prompt names
+    /// and resource URIs (`"github:list_*"`, `"filesystem:*"`, or just
+    /// `"time"`); a leading `!` denies (`"!filesystem:write_file"`).
+    pub tools: Vec<String>,
+}
+
+/// mcp-front's tool filter: only the listed tools (`allow`), or all but them (`block`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolFilterConfig {
+    pub mode: ToolFilterMode,
+    /// Tool names as the server lists them; `*` and `?` globs allowed.
+    pub list: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolFilterMode {
+    Allow,
+    Block,
+}
+
+/// mcp-front's per-service `options` block.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceOptions {
+    #[serde(default)]
+    pub tool_filter: Option<ToolFilterConfig>,
+}
+
+/// The aggregated endpoint: every service's tools at `/mcp`, named
+/// `<service><delimiter><tool>`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AggregateConfig {
+    /// Serve `/mcp` and `/sse`. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The services at `/mcp`. Default: all of them.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    /// Between the service name and the tool or prompt name. One to three of
+    /// `A-Z a-z 0-9 _ - .`. Default `_`.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// How long a service's lists are reused before they are asked again (a
+    /// `list_changed` from the service refreshes them at once). Default `10m`.
+    #[serde(default)]
+    pub cache_ttl: Option<DurationStr>,
+    /// Most items in one page of `tools/list` (and the other lists). Default 1000.
+    #[serde(default)]
+    pub page_size: Option<usize>,
+    /// More aggregated endpoints, each with a subset of the services, at
+    /// `/<group>/mcp` (e.g. `{"eng": {"services": ["github", "db"]}}`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GroupConfig {
+    pub services: Vec<String>,
 }
 
 /// Gateway-wide settings (mcp-front's `proxy` block).
@@ -61,6 +141,9 @@ pub struct ProxyConfig {
     /// service. Without it the gateway only listens on loopback.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// The aggregated endpoint `/mcp` (and named groups of services).
+    #[serde(default)]
+    pub aggregate: Option<AggregateConfig>,
 }
 
 /// How a backend is reached. Optional: inferred from `command` (stdio) or `url`
@@ -138,6 +221,12 @@ pub struct ServiceConfig {
     /// Default false: one process per session.
     #[serde(default)]
     pub shared: bool,
+    /// Which of the server's tools anyone sees (before `policies`).
+    #[serde(default)]
+    pub tool_filter: Option<ToolFilterConfig>,
+    /// mcp-front's place for `toolFilter`.
+    #[serde(default)]
+    pub options: Option<ServiceOptions>,
 }
 
 /// How a person provides their token for a service.
@@ -224,6 +313,7 @@ pub(super) struct ValidService {
     pub service_auths: Vec<ServiceAuthConfig>,
     pub audit_arguments: bool,
     pub shared: bool,
+    pub tool_filter: Option<ToolFilterConfig>,
 }
 
 impl ServiceConfig {
@@ -457,6 +547,19 @@ impl ServiceConfig {
             }
             service_auths.push(a.clone());
         }
+        let options_filter = self.options.and_then(|o| o.tool_filter);
+        if self.tool_filter.is_some() && options_filter.is_some() {
+            problem(
+                "options.toolFilter",
+                "is set as well as toolFilter; keep one of them".into(),
+            );
+        }
+        let tool_filter = self.tool_filter.or(options_filter);
+        if let Some(f) = &tool_filter
+            && f.list.iter().any(|n| n.trim().is_empty())
+        {
+            problem("toolFilter.list", "holds an empty name".into());
+        }
         if problems.len() > before {
             return None;
         }
@@ -473,6 +576,7 @@ impl ServiceConfig {
             service_auths,
             audit_arguments: self.audit_arguments,
             shared: self.shared,
+            tool_filter,
         })
     }
 }
@@ -604,6 +708,8 @@ impl ProxyConfig {
             services,
             auth,
             trusted_proxies,
+            policy: crate::policy::Policy::default(),
+            aggregate: super::AggregateSettings::none(),
         })
     }
 }

@@ -305,6 +305,14 @@ impl Session {
         }
     }
 
+    /// The aggregate (or governed service) behind this session, if that is what it has.
+    pub fn aggregate(&self) -> Option<Arc<crate::aggregate::Aggregate>> {
+        match self.backend.get() {
+            Some(Backend::Aggregate(a)) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
@@ -569,7 +577,7 @@ impl Session {
     }
 
     pub fn process_count_hint(&self) -> usize {
-        usize::from(self.backend.get().is_some_and(Backend::is_process))
+        self.backend.get().map_or(0, Backend::process_count)
     }
 }
 

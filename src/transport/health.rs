@@ -29,7 +29,7 @@ pub async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
         services.insert(
             name.to_string(),
             json!({
-                "transport": s.backend.kind(),
+                "transport": s.transport(),
                 "sessions": s.stats.sessions.load(Ordering::Relaxed),
                 "sessionsTotal": s.stats.sessions_total.load(Ordering::Relaxed),
                 "processes": s.stats.processes.load(Ordering::Relaxed),

@@ -28,6 +28,7 @@
 mod edge;
 mod health;
 mod reply;
+mod root;
 mod sse;
 mod streamable;
 
@@ -59,6 +60,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/{service}/sse", get(sse::connect))
         .route("/{service}/sse/", get(sse::connect))
         .route("/{service}/message", post(sse::message))
+        // The root aggregated endpoint, when it is on (its internal name is `mcp`).
+        .route("/mcp", root::streamable())
+        .route("/mcp/", root::streamable())
+        .route("/sse", get(root::sse))
+        .route("/message", post(root::message))
         // Layers run bottom-up: edge (step 2) first, then authentication (step 3).
         .layer(from_fn_with_state(
             gw.clone(),

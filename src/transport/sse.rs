@@ -48,9 +48,9 @@ pub async fn connect(
     };
     let receiver = session.open_legacy_stream();
     let endpoint = format!(
-        "{}/{}/message?sessionId={}",
+        "{}{}?sessionId={}",
         gw.settings.base_path(),
-        svc.name,
+        crate::auth::resource_path(svc.name.as_str(), "message"),
         session.id.as_str()
     );
     // The session ends when the client goes away: there is no way back to it.

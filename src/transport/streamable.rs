@@ -523,41 +523,15 @@ pub(super) async fn for_person(
             ));
         }
     };
-    let token = if !svc.needs_user_token {
-        None
-    } else if let Some(t) = &p.user_token {
-        Some(t.clone())
-    } else {
-        auth.user_token(&p.user, svc.name.as_str())
-            .await
-            .map_err(|e| {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    code::BACKEND_UNAVAILABLE,
-                    e.to_string(),
-                )
-            })?
-    };
-    // Upstream OAuth tokens expire; the session must not outlive its token.
-    let token_expires_at = if token.is_some() && p.user_token.is_none() {
-        auth.user_token_record(&p.user, svc.name.as_str())
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.expires_at)
-    } else {
-        None
-    };
-    Ok((
-        Some(p.user.clone()),
-        Some(UserContext {
-            email: p.email.clone(),
-            sub: p.user.as_str().to_string(),
-            token,
-            setup_url: auth.url("/my/tokens"),
-            client_id: p.client_id.as_str().to_string(),
-            token_expires_at,
-        }),
-        Some(place),
-    ))
+    let user = auth
+        .user_context(svc.name.as_str(), svc.needs_user_token, p)
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::BAD_GATEWAY,
+                code::BACKEND_UNAVAILABLE,
+                e.to_string(),
+            )
+        })?;
+    Ok((Some(p.user.clone()), Some(user), Some(place)))
 }

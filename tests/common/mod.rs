@@ -91,6 +91,33 @@ pub async fn gateway_with_env(config: Value, env: &[(&str, &str)]) -> Proc {
     gateway_at(config, env, "127.0.0.1:0").await
 }
 
+/// Run the `mcpgate` binary with `args`; its output.
+pub fn cli<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(GATEWAY)
+        .args(args)
+        .output()
+        .expect("run mcpgate")
+}
+
+/// Run the `mcpgate` binary, which must succeed; its stdout.
+pub fn cli_ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "mcpgate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A free loopback port (for a gateway that must keep its address across a restart).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -241,6 +268,19 @@ impl Mcp {
                 .header("mcp-protocol-version", &self.version);
         }
         req
+    }
+
+    /// Another handle on the same session (for answering server requests
+    /// while a request is in flight).
+    pub fn same_session(&self) -> Mcp {
+        Mcp {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            session: self.session.clone(),
+            version: self.version.clone(),
+            bearer: self.bearer.clone(),
+            next_id: 1_000_000,
+        }
     }
 
     pub fn next_id(&mut self) -> u64 {

@@ -1,0 +1,470 @@
+//! Who may use which tools, prompts and resources.
+//!
+//! Two layers, applied in this order to every list and every call, on the
+//! per-service endpoints and the aggregated one alike:
+//!
+//! 1. a service's `toolFilter` (mcp-front's `allow` / `block` list of tool
+//!    names), the same for everyone;
+//! 2. the top-level `policies`: rules mapping subjects (emails, domains,
+//!    groups, service-auth identities, `*`) to `service:item` globs, with `!`
+//!    for deny. Deny wins over allow. A service no rule names stays open; once
+//!    any rule names it, whatever no rule grants is denied.
+//!
+//! A hidden item is absent from every list, and calling it gets the very error
+//! a nonexistent one gets (the gateway answers both), so a policy reveals
+//! nothing about what it hides.
+
+pub mod explain;
+
+use std::fmt;
+
+/// What kind of thing a name refers to. Tools and prompts are matched by
+/// name, resources and resource templates by URI (or URI template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+/// The caller, as the policy sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// Lowercased email, when signed in.
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// The `user` of a service-auth caller (`serviceAuths`).
+    pub service_identity: Option<String>,
+}
+
+impl Subject {
+    pub fn anonymous() -> Subject {
+        Subject::default()
+    }
+
+    pub fn person(email: &str, groups: Vec<String>) -> Subject {
+        Subject {
+            email: Some(email.to_ascii_lowercase()),
+            groups,
+            service_identity: None,
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.service_identity, &self.email) {
+            (Some(s), _) => write!(f, "service:{s}"),
+            (None, Some(e)) => f.write_str(e),
+            (None, None) => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// One entry of a rule's `subjects`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SubjectPattern {
+    Everyone,
+    Email(String),
+    Domain(String),
+    Group(String),
+    ServiceIdentity(String),
+}
+
+impl SubjectPattern {
+    fn parse(text: &str) -> Result<SubjectPattern, String> {
+        let t = text.trim();
+        if t == "*" {
+            return Ok(SubjectPattern::Everyone);
+        }
+        if let Some(g) = t.strip_prefix("group:") {
+            return non_empty(g, text).map(|g| SubjectPattern::Group(g.to_string()));
+        }
+        if let Some(s) = t.strip_prefix("service:") {
+            return non_empty(s, text).map(|s| SubjectPattern::ServiceIdentity(s.to_string()));
+        }
+        if let Some(d) = t.strip_prefix("*@").or_else(|| t.strip_prefix('@')) {
+            return non_empty(d, text).map(|d| SubjectPattern::Domain(d.to_ascii_lowercase()));
+        }
+        if let Some((local, domain)) = t.split_once('@')
+            && !local.is_empty()
+            && !domain.is_empty()
+        {
+            return Ok(SubjectPattern::Email(t.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "subject {text:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"service:NAME\" (a serviceAuths user) or \"*\""
+        ))
+    }
+
+    fn matches(&self, s: &Subject) -> bool {
+        match self {
+            SubjectPattern::Everyone => true,
+            SubjectPattern::Email(e) => {
+                s.service_identity.is_none() && s.email.as_deref() == Some(e)
+            }
+            SubjectPattern::Domain(d) => {
+                s.service_identity.is_none()
+                    && s.email
+                        .as_deref()
+                        .and_then(|e| e.rsplit_once('@'))
+                        .is_some_and(|(_, domain)| domain == d)
+            }
+            SubjectPattern::Group(g) => s.groups.iter().any(|x| x == g),
+            SubjectPattern::ServiceIdentity(n) => s.service_identity.as_deref() == Some(n),
+        }
+    }
+}
+
+fn non_empty<'a>(part: &'a str, whole: &str) -> Result<&'a str, String> {
+    if part.trim().is_empty() {
+        Err(format!("subject {whole:?} names nothing after its prefix"))
+    } else {
+        Ok(part.trim())
+    }
+}
+
+/// `service:item` with `*`/`?` globs, or `!service:item` to deny.
+#[derive(Debug, Clone)]
+struct ItemPattern {
+    deny: bool,
+    service: String,
+    item: String,
+    text: String,
+}
+
+impl ItemPattern {
+    fn parse(text: &str, services: &[&str]) -> Result<ItemPattern, String> {
+        let t = text.trim();
+        let (deny, rest) = match t.strip_prefix('!') {
+            Some(r) => (true, r.trim()),
+            None => (false, t),
+        };
+        let (service, item) = rest.split_once(':').unwrap_or((rest, "*"));
+        if service.is_empty() || item.is_empty() {
+            return Err(format!(
+                "{text:?} is not a pattern like \"github:list_*\", \"filesystem:*\" or \"!filesystem:write_file\""
+            ));
+        }
+        if !service.contains(['*', '?']) && !services.contains(&service) {
+            return Err(format!(
+                "{text:?} names the service {service:?}, which is not configured (known: {})",
+                services.join(", ")
+            ));
+        }
+        Ok(ItemPattern {
+            deny,
+            service: service.to_string(),
+            item: item.to_string(),
+            text: t.to_string(),
+        })
+    }
+
+    fn covers_service(&self, service: &str) -> bool {
+        glob(&self.service, service)
+    }
+
+    fn matches(&self, service: &str, item: &str) -> bool {
+        glob(&self.service, service) && glob(&self.item, item)
+    }
+}
+
+/// One rule of `policies`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    subjects: Vec<SubjectPattern>,
+    items: Vec<ItemPattern>,
+}
+
+impl Rule {
+    /// Validate one configured rule; `services` are the configured service names.
+    pub fn parse(
+        name: String,
+        subjects: &[String],
+        items: &[String],
+        services: &[&str],
+    ) -> Result<Rule, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut rule = Rule {
+            name,
+            subjects: Vec::new(),
+            items: Vec::new(),
+        };
+        if subjects.is_empty() {
+            problems.push((
+                "subjects".to_string(),
+                "is empty; name who the rule is for (e.g. [\"@corp.com\"] or [\"*\"])".to_string(),
+            ));
+        }
+        for (i, s) in subjects.iter().enumerate() {
+            match SubjectPattern::parse(s) {
+                Ok(p) => rule.subjects.push(p),
+                Err(m) => problems.push((format!("subjects[{i}]"), m)),
+            }
+        }
+        if items.is_empty() {
+            problems.push((
+                "tools".to_string(),
+                "is empty; list what the rule allows or denies (e.g. [\"github:list_*\"])"
+                    .to_string(),
+            ));
+        }
+        for (i, t) in items.iter().enumerate() {
+            match ItemPattern::parse(t, services) {
+                Ok(p) => rule.items.push(p),
+                Err(m) => problems.push((format!("tools[{i}]"), m)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(rule)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn applies_to(&self, s: &Subject) -> bool {
+        self.subjects.iter().any(|p| p.matches(s))
+    }
+}
+
+/// A service's `toolFilter` (mcp-front's shape: `{"mode": "allow"|"block", "list": [...]}`).
+#[derive(Debug, Clone)]
+pub struct ToolFilter {
+    pub allow: bool,
+    pub names: Vec<String>,
+}
+
+impl ToolFilter {
+    fn admits(&self, tool: &str) -> bool {
+        self.names.iter().any(|n| glob(n, tool)) == self.allow
+    }
+}
+
+/// Whether something may be used, and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub because: String,
+}
+
+/// Every rule, and each service's filter.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    filters: Vec<(String, ToolFilter)>,
+}
+
+impl Policy {
+    pub fn new(rules: Vec<Rule>, filters: Vec<(String, ToolFilter)>) -> Policy {
+        Policy { rules, filters }
+    }
+
+    /// Whether anything restricts this service: then its endpoint filters lists
+    /// and checks calls; otherwise it stays a transparent proxy.
+    pub fn governs(&self, service: &str) -> bool {
+        self.filter(service).is_some() || self.rules_name(service)
+    }
+
+    fn rules_name(&self, service: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.items.iter().any(|p| p.covers_service(service)))
+    }
+
+    fn filter(&self, service: &str) -> Option<&ToolFilter> {
+        self.filters
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, f)| f)
+    }
+
+    /// May `subject` see and use `item` of `service`?
+    pub fn decide(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> Decision {
+        if kind == ItemKind::Tool
+            && let Some(f) = self.filter(service)
+            && !f.admits(item)
+        {
+            return Decision {
+                allowed: false,
+                because: format!(
+                    "mcpServers.{service}.toolFilter ({} list)",
+                    if f.allow { "allow" } else { "block" }
+                ),
+            };
+        }
+        if !self.rules_name(service) {
+            return Decision {
+                allowed: true,
+                because: "no policy names this service".into(),
+            };
+        }
+        let mut allowed_by = None;
+        for rule in self.rules.iter().filter(|r| r.applies_to(subject)) {
+            for p in rule.items.iter().filter(|p| p.matches(service, item)) {
+                if p.deny {
+                    return Decision {
+                        allowed: false,
+                        because: format!("denied by rule {:?} ({})", rule.name, p.text),
+                    };
+                }
+                if allowed_by.is_none() {
+                    allowed_by = Some(format!("allowed by rule {:?} ({})", rule.name, p.text));
+                }
+            }
+        }
+        match allowed_by {
+            Some(because) => Decision {
+                allowed: true,
+                because,
+            },
+            None => Decision {
+                allowed: false,
+                because: format!("no rule grants it (policies name {service}: default deny)"),
+            },
+        }
+    }
+
+    pub fn allows(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> bool {
+        self.decide(subject, service, kind, item).allowed
+    }
+
+    /// Rules that apply to `subject`, for `policy explain`.
+    pub fn rules_for<'a>(&'a self, subject: &'a Subject) -> impl Iterator<Item = &'a Rule> {
+        self.rules.iter().filter(|r| r.applies_to(subject))
+    }
+
+    /// The patterns a rule holds for one service (for `policy explain`).
+    pub fn patterns_for<'a>(rule: &'a Rule, service: &'a str) -> impl Iterator<Item = &'a str> {
+        rule.items
+            .iter()
+            .filter(move |p| p.covers_service(service))
+            .map(|p| p.text.as_str())
+    }
+}
+
+/// Glob match with `*` (any run) and `?` (one character).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICES: &[&str] = &["github", "filesystem", "time"];
+
+    fn rule(name: &str, subjects: &[&str], items: &[&str]) -> Rule {
+        let s: Vec<String> = subjects.iter().map(|x| x.to_string()).collect();
+        let i: Vec<String> = items.iter().map(|x| x.to_string()).collect();
+        Rule::parse(name.into(), &s, &i, SERVICES).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("list_*", "list_repos"));
+        assert!(glob("*", ""));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("list_*", "get_list_x"));
+        assert!(glob("*_file", "write_file"));
+        assert!(glob("*a*b*", "xxaxxbxx"));
+        assert!(!glob("*a*b", "xxaxxbxx"));
+    }
+
+    #[test]
+    fn deny_wins_and_default_deny_once_named() {
+        let p = Policy::new(
+            vec![
+                rule("eng", &["@corp.com"], &["filesystem:*", "github:list_*"]),
+                rule("no-writes", &["*"], &["!filesystem:write_file"]),
+            ],
+            vec![],
+        );
+        let alice = Subject::person("Alice@Corp.com", vec![]);
+        let eve = Subject::person("eve@other.com", vec![]);
+        assert!(p.allows(&alice, "filesystem", ItemKind::Tool, "read_file"));
+        let d = p.decide(&alice, "filesystem", ItemKind::Tool, "write_file");
+        assert!(!d.allowed);
+        assert!(d.because.contains("no-writes"), "{}", d.because);
+        assert!(p.allows(&alice, "github", ItemKind::Tool, "list_repos"));
+        assert!(!p.allows(&alice, "github", ItemKind::Tool, "delete_repo"));
+        assert!(!p.allows(&eve, "filesystem", ItemKind::Tool, "read_file"));
+        // No rule names `time`: open to all.
+        assert!(p.allows(&eve, "time", ItemKind::Tool, "now"));
+        assert!(!p.governs("time"));
+        assert!(p.governs("github"));
+    }
+
+    #[test]
+    fn subjects() {
+        let p = Policy::new(
+            vec![
+                rule("g", &["group:ops"], &["time"]),
+                rule("bot", &["service:ci"], &["github:get_*"]),
+            ],
+            vec![],
+        );
+        let ops = Subject::person("x@y.z", vec!["ops".into()]);
+        let bot = Subject {
+            email: Some("ci".into()),
+            groups: vec![],
+            service_identity: Some("ci".into()),
+        };
+        assert!(p.allows(&ops, "time", ItemKind::Tool, "now"));
+        assert!(!p.allows(&bot, "time", ItemKind::Tool, "now"));
+        assert!(p.allows(&bot, "github", ItemKind::Tool, "get_issue"));
+        assert!(!p.allows(&Subject::anonymous(), "github", ItemKind::Tool, "get_issue"));
+    }
+
+    #[test]
+    fn tool_filter_comes_first() {
+        let p = Policy::new(
+            vec![rule("all", &["*"], &["github:*"])],
+            vec![(
+                "github".into(),
+                ToolFilter {
+                    allow: false,
+                    names: vec!["delete_*".into()],
+                },
+            )],
+        );
+        let a = Subject::anonymous();
+        assert!(!p.allows(&a, "github", ItemKind::Tool, "delete_repo"));
+        assert!(p.allows(&a, "github", ItemKind::Tool, "list"));
+        // The filter is about tools; prompts follow the rules only.
+        assert!(p.allows(&a, "github", ItemKind::Prompt, "delete_x"));
+    }
+
+    #[test]
+    fn bad_rules_are_explained() {
+        let e = Rule::parse(
+            "r".into(),
+            &["bob".into()],
+            &["nope:x".into(), ":x".into()],
+            SERVICES,
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].1.contains("not one of"));
+        assert!(e[1].1.contains("not configured"));
+    }
+}
