@@ -236,6 +236,10 @@ async fn server_requests_from_two_backends_at_once() {
                         .as_str()
                         .unwrap()
                         .to_string();
+                    assert_eq!(
+                        text, prompt,
+                        "{tool}'s request came on its own call's stream"
+                    );
                     asked = Some(msg["id"].clone());
                     let reply = json!({"jsonrpc": "2.0", "id": msg["id"],
                         "result": {"role": "assistant", "content": {"type": "text", "text": format!("answer to {text}")}, "model": "t"}});

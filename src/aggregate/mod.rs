@@ -75,6 +75,8 @@ struct Forward {
     client_id: RequestId,
     /// `resources/read`: the contents' URIs are renamed on the way back.
     rename_contents: bool,
+    /// Order of forwarding.
+    seq: u64,
 }
 
 #[derive(Default)]
@@ -546,7 +548,8 @@ impl Aggregate {
             .member(member)
             .await
             .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
-        let id = jsonrpc::string_id(&format!("mcpgate-{}", self.next()));
+        let seq = self.next();
+        let id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
         v["id"] = jsonrpc::id_value(&id);
         let msg = jsonrpc::from_value(&v)
             .ok_or((code::INVALID_REQUEST, "Invalid Request".to_string()))?;
@@ -556,6 +559,7 @@ impl Aggregate {
                 member,
                 client_id: client_id.clone(),
                 rename_contents,
+                seq,
             },
         );
         if let Err(e) = Box::pin(running.backend.send(msg)).await {
@@ -973,13 +977,13 @@ impl Aggregate {
                 self.state()
                     .server_requests
                     .insert(outward.as_json().to_string(), (member, id.clone()));
-                let related = self.client_id_of(related);
+                let related = self.client_id_of(member, related);
                 if let Some(m) = with_id(&msg, &outward) {
                     self.to_client(m, related);
                 }
             }
             Kind::Notification { method } => {
-                let related = self.client_id_of(related);
+                let related = self.client_id_of(member, related);
                 if ListKind::of_notification(method).is_some() {
                     self.access.catalogs.invalidate(&self.cache_key(member));
                     self.to_client(msg, related);
@@ -1021,12 +1025,19 @@ impl Aggregate {
         }
     }
 
-    /// The client's id of a forwarded request, from the member's id.
-    fn client_id_of(&self, member_id: Option<RequestId>) -> Option<RequestId> {
-        let id = member_id?;
-        self.state()
-            .forwarded
-            .get(id.as_json())
+    /// The client request a member's message belongs to: the one the member
+    /// names, else (stdio cannot name one) the member's latest request in
+    /// flight, so its sampling or elicitation reaches the stream of the call
+    /// that caused it rather than another service's.
+    fn client_id_of(&self, member: usize, member_id: Option<RequestId>) -> Option<RequestId> {
+        let st = self.state();
+        if let Some(f) = member_id.and_then(|id| st.forwarded.get(id.as_json())) {
+            return Some(f.client_id.clone());
+        }
+        st.forwarded
+            .values()
+            .filter(|f| f.member == member)
+            .max_by_key(|f| f.seq)
             .map(|f| f.client_id.clone())
     }
 
