@@ -470,3 +470,72 @@ async fn replacing_a_token_ends_sessions_running_with_the_old_one() {
         "Bearer nt_second_value_2222"
     );
 }
+
+/// On the aggregated endpoint, a service waiting for a person's token offers
+/// `<service>_token_required`; once the token is saved the client is told the
+/// tools changed, and the service works with that person's token, while
+/// another person's view (cached per person) is unchanged.
+#[tokio::test]
+async fn the_aggregate_waits_for_each_persons_token_too() {
+    let (_gw, base) = start("memory", &[KEY_A]).await;
+    let all = format!("{base}/mcp");
+    let alice = tokens_for(&base, "alice@example.com", "pw-alice", None).await;
+    let bob = tokens_for(&base, "bob@example.com", "pw-bob", None).await;
+    let names = |msgs: Vec<Value>| -> Vec<String> {
+        msgs.last().unwrap()["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut mcp = Mcp::new(all.clone()).with_bearer(&alice.access);
+    mcp.initialize().await;
+    let tools = names(mcp.request("tools/list", json!({})).await);
+    assert!(
+        tools.contains(&"notes_token_required".to_string()),
+        "{tools:?}"
+    );
+    assert!(tools.contains(&"plain_echo".to_string()));
+    let answer = mcp.call("notes_token_required", json!({})).await;
+    assert!(text_of(&answer).contains("/my/tokens"), "{answer}");
+
+    let resp = mcp
+        .http
+        .get(&all)
+        .bearer_auth(&alice.access)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", mcp.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut browser = Browser::default();
+    let html = my_tokens(&mut browser, &base, "alice@example.com", "pw-alice").await;
+    set_token(&mut browser, &base, &html, "nt_alice_in_aggregate").await;
+    use futures_util::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("list_changed in time");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    let tools = names(mcp.request("tools/list", json!({})).await);
+    assert!(tools.contains(&"notes_env".to_string()), "{tools:?}");
+    assert_eq!(
+        text_of(&mcp.call("notes_env", json!({"name": "NOTES_TOKEN"})).await),
+        "Bearer nt_alice_in_aggregate"
+    );
+
+    let mut other = Mcp::new(all).with_bearer(&bob.access);
+    other.initialize().await;
+    let tools = names(other.request("tools/list", json!({})).await);
+    assert!(
+        tools.contains(&"notes_token_required".to_string()),
+        "{tools:?}"
+    );
+}

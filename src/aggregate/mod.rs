@@ -112,6 +112,8 @@ pub struct Aggregate {
     state: Mutex<State>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// The client has a GET stream: members started later are told too.
+    listening: AtomicBool,
 }
 
 /// Where a member's messages arrive.
@@ -167,6 +169,7 @@ impl Aggregate {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
         })
     }
 
@@ -817,6 +820,9 @@ impl Aggregate {
                 .call_on(member, &running.backend, "logging/setLevel", level)
                 .await;
         }
+        if self.listening.load(Ordering::Acquire) {
+            running.backend.client_listens();
+        }
         tracing::debug!(endpoint = self.name, service = %svc.name, "member started");
         Ok(running)
     }
@@ -899,9 +905,7 @@ impl Aggregate {
         if let Some(r) = old {
             Box::pin(r.backend.close()).await;
         }
-        if self.prefixed {
-            self.lists_changed(&[ListKind::Tools]);
-        }
+        self.lists_changed(&[ListKind::Tools]);
     }
 
     /// What a member offers (from the cache, or by starting it), for
@@ -1042,6 +1046,7 @@ impl Aggregate {
     }
 
     pub fn client_listens(&self) {
+        self.listening.store(true, Ordering::Release);
         let running: Vec<Arc<Running>> = self.state().running.values().cloned().collect();
         for r in running {
             r.backend.client_listens();
