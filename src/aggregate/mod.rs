@@ -108,6 +108,8 @@ pub struct Aggregate {
     /// The person (their own token, if any, is looked up per member).
     user: Option<UserContext>,
     subject: Subject,
+    /// Each member's discovery-cache key (per person where it matters).
+    keys: Vec<CatalogKey>,
     starting: Vec<tokio::sync::Mutex<()>>,
     state: Mutex<State>,
     next_id: AtomicU64,
@@ -153,8 +155,19 @@ impl Aggregate {
         let subject = user
             .map(|u| u.subject.clone())
             .unwrap_or_else(Subject::anonymous);
+        let keys = members
+            .iter()
+            .map(|svc| {
+                let person = svc
+                    .per_user
+                    .then(|| user.map(|u| UserId::new(u.sub.clone())))
+                    .flatten();
+                (svc.name.clone(), person)
+            })
+            .collect();
         Arc::new_cyclic(|me| Aggregate {
             me: me.clone(),
+            keys,
             name: endpoint.name.to_string(),
             session,
             starting: members
@@ -187,13 +200,8 @@ impl Aggregate {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn cache_key(&self, member: usize) -> CatalogKey {
-        let svc = &self.members[member];
-        let person = svc
-            .per_user
-            .then(|| self.user.as_ref().map(|u| UserId::new(u.sub.clone())))
-            .flatten();
-        (svc.name.clone(), person)
+    fn cache_key(&self, member: usize) -> &CatalogKey {
+        &self.keys[member]
     }
 
     // ---- from the client ------------------------------------------------------
@@ -213,7 +221,18 @@ impl Aggregate {
         }
         match &msg.kind {
             Kind::Request { id, method } => {
-                // Requests may start backends: never hold up the client's
+                if let Some((member, running, internal, out)) = self.quick(id, method, &msg) {
+                    if let Err((code, message)) =
+                        self.send_tagged(member, &running, &internal, out).await
+                    {
+                        self.to_client(
+                            jsonrpc::error_response(Some(id), code, &message, None),
+                            None,
+                        );
+                    }
+                    return Ok(());
+                }
+                // Anything else may start backends: never hold up the client's
                 // other messages behind one.
                 let (id, method) = (id.clone(), method.to_string());
                 if let Some(me) = self.me.upgrade() {
@@ -533,7 +552,7 @@ impl Aggregate {
         match self.catalog(member).await {
             Ok(c) if c.has(kind, name) => true,
             Ok(c) if c.fetched.elapsed() > Duration::from_secs(1) => {
-                self.access.catalogs.invalidate(&self.cache_key(member));
+                self.access.catalogs.invalidate(self.cache_key(member));
                 self.catalog(member).await.is_ok_and(|c| c.has(kind, name))
             }
             _ => false,
@@ -544,20 +563,34 @@ impl Aggregate {
         &self,
         member: usize,
         client_id: &RequestId,
-        mut v: Value,
+        v: Value,
         rename_contents: bool,
     ) -> Result<(), Refusal> {
         let running = self
             .member(member)
             .await
             .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
+        let (internal, msg) = self
+            .tag(member, client_id, v, rename_contents)
+            .ok_or((code::INVALID_REQUEST, "Invalid Request".to_string()))?;
+        self.send_tagged(member, &running, &internal, msg).await
+    }
+
+    /// Give a request its member-side id and remember whose it is.
+    fn tag(
+        &self,
+        member: usize,
+        client_id: &RequestId,
+        mut v: Value,
+        rename_contents: bool,
+    ) -> Option<(String, Message)> {
         let seq = self.next();
         let id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
         v["id"] = jsonrpc::id_value(&id);
-        let msg = jsonrpc::from_value(&v)
-            .ok_or((code::INVALID_REQUEST, "Invalid Request".to_string()))?;
+        let msg = jsonrpc::from_value(&v)?;
+        let internal = id.as_json().to_string();
         self.state().forwarded.insert(
-            id.as_json().to_string(),
+            internal.clone(),
             Forward {
                 member,
                 client_id: client_id.clone(),
@@ -565,14 +598,76 @@ impl Aggregate {
                 seq,
             },
         );
+        Some((internal, msg))
+    }
+
+    async fn send_tagged(
+        &self,
+        member: usize,
+        running: &Running,
+        internal: &str,
+        msg: Message,
+    ) -> Result<(), Refusal> {
         if let Err(e) = Box::pin(running.backend.send(msg)).await {
-            self.state().forwarded.remove(id.as_json());
+            self.state().forwarded.remove(internal);
             return Err((
                 code::BACKEND_UNAVAILABLE,
                 format!("{} is unavailable: {e}", self.members[member].name),
             ));
         }
         Ok(())
+    }
+
+    /// The common case without a task hop: a tool call or prompt whose member
+    /// is running and whose list is cached is checked and forwarded at once.
+    /// `None` when anything would need waiting (or refusing): the full path
+    /// then decides.
+    fn quick(
+        &self,
+        id: &RequestId,
+        method: &str,
+        msg: &Message,
+    ) -> Option<(usize, Arc<Running>, String, Message)> {
+        let kind = match method {
+            "tools/call" => ItemKind::Tool,
+            "prompts/get" => ItemKind::Prompt,
+            _ => return None,
+        };
+        let call = NamedCall::parse(&msg.raw)?;
+        let full = call.name()?;
+        let (member, local) = self.owner(kind, &full)?;
+        let service = self.members[member].name.as_str();
+        if !self
+            .access
+            .policy
+            .allows(&self.subject, service, kind, local)
+        {
+            return None;
+        }
+        if !self
+            .access
+            .catalogs
+            .get(self.cache_key(member))?
+            .has(kind, local)
+        {
+            return None;
+        }
+        let seq = self.next();
+        let internal_id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
+        let out = call.rebuild(&internal_id, method, local)?;
+        let internal = internal_id.as_json().to_string();
+        let mut st = self.state();
+        let running = st.running.get(&member).cloned()?;
+        st.forwarded.insert(
+            internal.clone(),
+            Forward {
+                member,
+                client_id: id.clone(),
+                rename_contents: false,
+                seq,
+            },
+        );
+        Some((member, running, internal, out))
     }
 
     async fn client_cancelled(&self, msg: &Message) {
@@ -614,7 +709,7 @@ impl Aggregate {
 
     /// The member's catalog: from the cache, or asked of the member.
     async fn catalog(&self, member: usize) -> Result<Arc<Catalog>, String> {
-        let key = self.cache_key(member);
+        let key = self.cache_key(member).clone();
         if let Some(c) = self.access.catalogs.get(&key) {
             return Ok(c);
         }
@@ -896,7 +991,7 @@ impl Aggregate {
         let Some(member) = self.members.iter().position(|s| s.name.as_str() == service) else {
             return;
         };
-        self.access.catalogs.invalidate(&self.cache_key(member));
+        self.access.catalogs.invalidate(self.cache_key(member));
         let old = {
             let mut st = self.state();
             st.down.remove(&member);
@@ -928,24 +1023,24 @@ impl Aggregate {
         msg: Message,
         related: Option<RequestId>,
     ) {
-        let current = self
-            .state()
+        let svc = self.members[member].name.as_str();
+        // One lock for the common case (an answer): is the member current, and
+        // whose request is this.
+        let mut st = self.state();
+        if st
             .running
             .get(&member)
-            .is_none_or(|r| r.generation == generation);
-        if !current {
+            .is_some_and(|r| r.generation != generation)
+        {
             return;
         }
-        let svc = self.members[member].name.as_str();
         match &msg.kind {
             Kind::Response { id: Some(id) } => {
-                let (waiter, forward) = {
-                    let mut st = self.state();
-                    match st.internal.remove(id.as_json()) {
-                        Some(w) => (Some(w), None),
-                        None => (None, st.forwarded.remove(id.as_json())),
-                    }
+                let (waiter, forward) = match st.internal.remove(id.as_json()) {
+                    Some(w) => (Some(w), None),
+                    None => (None, st.forwarded.remove(id.as_json())),
                 };
+                drop(st);
                 if let Some(w) = waiter {
                     let _ = w.send(msg);
                     return;
@@ -969,7 +1064,7 @@ impl Aggregate {
                             jsonrpc::from_value(&v)
                         })
                 } else {
-                    with_id(&msg, &f.client_id)
+                    answer_with_id(&msg, &f.client_id)
                 };
                 if let Some(m) = out {
                     self.to_client(m, None);
@@ -977,6 +1072,7 @@ impl Aggregate {
             }
             Kind::Response { id: None } => {}
             Kind::Request { id, .. } => {
+                drop(st);
                 let outward = jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()));
                 self.state()
                     .server_requests
@@ -987,9 +1083,10 @@ impl Aggregate {
                 }
             }
             Kind::Notification { method } => {
+                drop(st);
                 let related = self.client_id_of(member, related);
                 if ListKind::of_notification(method).is_some() {
-                    self.access.catalogs.invalidate(&self.cache_key(member));
+                    self.access.catalogs.invalidate(self.cache_key(member));
                     self.to_client(msg, related);
                     return;
                 }
@@ -1071,6 +1168,86 @@ impl Aggregate {
         let closes = running.iter().map(|r| Box::pin(r.backend.close()));
         futures_util::future::join_all(closes).await;
     }
+}
+
+/// A `tools/call` or `prompts/get` with its params kept as raw JSON, so it can
+/// be renamed and re-addressed without parsing its arguments.
+struct NamedCall<'a> {
+    params: std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+}
+
+impl<'a> NamedCall<'a> {
+    fn parse(raw: &'a [u8]) -> Option<NamedCall<'a>> {
+        #[derive(serde::Deserialize)]
+        struct Req<'a> {
+            #[serde(borrow)]
+            params: std::collections::BTreeMap<
+                std::borrow::Cow<'a, str>,
+                &'a serde_json::value::RawValue,
+            >,
+        }
+        let r: Req = serde_json::from_slice(raw).ok()?;
+        Some(NamedCall { params: r.params })
+    }
+
+    fn name(&self) -> Option<String> {
+        serde_json::from_str(self.params.get("name")?.get()).ok()
+    }
+
+    /// The request under `id`, calling `name`, every other param unchanged.
+    fn rebuild(&self, id: &RequestId, method: &str, name: &str) -> Option<Message> {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(256);
+        write!(
+            out,
+            r#"{{"jsonrpc":"2.0","id":{},"method":{},"params":{{"name":{}"#,
+            id.as_json(),
+            serde_json::to_string(method).ok()?,
+            serde_json::to_string(name).ok()?
+        )
+        .ok()?;
+        for (k, v) in self.params.iter().filter(|(k, _)| *k != "name") {
+            write!(out, ",{}:{}", serde_json::to_string(k).ok()?, v.get()).ok()?;
+        }
+        out.push_str("}}");
+        Some(Message {
+            raw: bytes::Bytes::from(out),
+            kind: Kind::Request {
+                id: id.clone(),
+                method: method.into(),
+            },
+        })
+    }
+}
+
+/// An answer with another id, its `result` or `error` copied as it is (no
+/// parsing of what may be a large result).
+fn answer_with_id(msg: &Message, id: &RequestId) -> Option<Message> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        result: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    let a: Answer = serde_json::from_slice(&msg.raw).ok()?;
+    let (field, body) = match (a.result, a.error) {
+        (Some(r), _) => ("result", r),
+        (None, Some(e)) => ("error", e),
+        (None, None) => return None,
+    };
+    let raw = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"{field}":{}}}"#,
+        id.as_json(),
+        body.get()
+    );
+    Some(Message {
+        raw: bytes::Bytes::from(raw),
+        kind: Kind::Response {
+            id: Some(id.clone()),
+        },
+    })
 }
 
 /// The same message with another id (the rest of it unchanged).

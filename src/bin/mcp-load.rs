@@ -1,8 +1,9 @@
 //! mcp-load: a load generator for MCP servers over streamable HTTP.
 //!
-//! `mcp-load --url URL [--sessions 16] [--seconds 10] [--warmup 2] [--tool echo]`
-//! opens the sessions, then every session calls the tool in a loop; prints one
-//! JSON line with rps and latency percentiles.
+//! `mcp-load --url URL [--sessions 16] [--seconds 10] [--warmup 2] [--tool echo]
+//! [--method tools/call]` opens the sessions, then every session calls the tool
+//! (or sends the method, e.g. `tools/list`) in a loop; prints one JSON line
+//! with rps and latency percentiles.
 //!
 //! `mcp-load --url URL --open 1000` opens that many sessions, prints `ready`, and
 //! keeps them open (idle) until stdin closes: for memory measurements.
@@ -19,6 +20,7 @@ struct Args {
     seconds: u64,
     warmup: u64,
     tool: String,
+    method: String,
     open: Option<usize>,
     bearer: Option<String>,
 }
@@ -30,6 +32,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10,
         warmup: 2,
         tool: "echo".into(),
+        method: "tools/call".into(),
         open: None,
         bearer: std::env::var("MCP_LOAD_BEARER")
             .ok()
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => a.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--warmup" => a.warmup = val()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--tool" => a.tool = val()?,
+            "--method" => a.method = val()?,
             "--open" => a.open = Some(val()?.parse().map_err(|e| format!("--open: {e}"))?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -197,14 +201,19 @@ async fn main() {
     let mut workers = Vec::new();
     for sid in sids {
         let (client, url, tool) = (client.clone(), args.url.clone(), args.tool.clone());
+        let method = args.method.clone();
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let mut id = 1u64;
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
-                let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                    "params": {"name": tool, "arguments": {"text": "hello"}}});
+                let body = if method == "tools/call" {
+                    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": tool, "arguments": {"text": "hello"}}})
+                } else {
+                    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}})
+                };
                 let t = Instant::now();
                 let r = post(&client, &url, Some(&sid), &body).await;
                 let us = t.elapsed().as_micros() as u64;

@@ -248,6 +248,15 @@ pub struct Decision {
     pub because: String,
 }
 
+/// What decided, before it is put in words.
+enum Verdict<'a> {
+    Filtered(&'a ToolFilter),
+    Open,
+    Denied(&'a Rule, &'a ItemPattern),
+    Allowed(&'a Rule, &'a ItemPattern),
+    NotGranted,
+}
+
 /// Every rule, and each service's filter.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -279,54 +288,68 @@ impl Policy {
             .map(|(_, f)| f)
     }
 
-    /// May `subject` see and use `item` of `service`?
+    /// May `subject` see and use `item` of `service`, and what decided it.
     pub fn decide(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> Decision {
+        let (allowed, because) = match self.verdict(subject, service, kind, item) {
+            Verdict::Filtered(f) => (
+                false,
+                format!(
+                    "mcpServers.{service}.toolFilter ({} list)",
+                    if f.allow { "allow" } else { "block" }
+                ),
+            ),
+            Verdict::Open => (true, "no policy names this service".into()),
+            Verdict::Denied(rule, p) => (
+                false,
+                format!("denied by rule {:?} ({})", rule.name, p.text),
+            ),
+            Verdict::Allowed(rule, p) => (
+                true,
+                format!("allowed by rule {:?} ({})", rule.name, p.text),
+            ),
+            Verdict::NotGranted => (
+                false,
+                format!("no rule grants it (policies name {service}: default deny)"),
+            ),
+        };
+        Decision { allowed, because }
+    }
+
+    /// The same decision without its explanation: on every list item and every
+    /// call, so it allocates nothing.
+    pub fn allows(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> bool {
+        matches!(
+            self.verdict(subject, service, kind, item),
+            Verdict::Open | Verdict::Allowed(..)
+        )
+    }
+
+    fn verdict<'a>(
+        &'a self,
+        subject: &Subject,
+        service: &str,
+        kind: ItemKind,
+        item: &str,
+    ) -> Verdict<'a> {
         if kind == ItemKind::Tool
             && let Some(f) = self.filter(service)
             && !f.admits(item)
         {
-            return Decision {
-                allowed: false,
-                because: format!(
-                    "mcpServers.{service}.toolFilter ({} list)",
-                    if f.allow { "allow" } else { "block" }
-                ),
-            };
+            return Verdict::Filtered(f);
         }
         if !self.rules_name(service) {
-            return Decision {
-                allowed: true,
-                because: "no policy names this service".into(),
-            };
+            return Verdict::Open;
         }
         let mut allowed_by = None;
         for rule in self.rules.iter().filter(|r| r.applies_to(subject)) {
             for p in rule.items.iter().filter(|p| p.matches(service, item)) {
                 if p.deny {
-                    return Decision {
-                        allowed: false,
-                        because: format!("denied by rule {:?} ({})", rule.name, p.text),
-                    };
+                    return Verdict::Denied(rule, p);
                 }
-                if allowed_by.is_none() {
-                    allowed_by = Some(format!("allowed by rule {:?} ({})", rule.name, p.text));
-                }
+                allowed_by.get_or_insert(Verdict::Allowed(rule, p));
             }
         }
-        match allowed_by {
-            Some(because) => Decision {
-                allowed: true,
-                because,
-            },
-            None => Decision {
-                allowed: false,
-                because: format!("no rule grants it (policies name {service}: default deny)"),
-            },
-        }
-    }
-
-    pub fn allows(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> bool {
-        self.decide(subject, service, kind, item).allowed
+        allowed_by.unwrap_or(Verdict::NotGranted)
     }
 
     /// Rules that apply to `subject`, for `policy explain`.
@@ -343,28 +366,40 @@ impl Policy {
     }
 }
 
-/// Glob match with `*` (any run) and `?` (one character).
+/// Glob match with `*` (any run) and `?` (one character). Works on the
+/// characters in place (it runs for every item of every list).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
+    // The length in bytes of the character starting at `i`.
+    let width = |s: &[u8], i: usize| match s[i] {
+        b if b < 0x80 => 1,
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        _ => 2,
+    };
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        let tw = width(t, ti);
+        if pi < p.len() && p[pi] == b'?' {
             pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+            ti += tw;
+        } else if pi < p.len() && p[pi] != b'*' && p[pi..].starts_with(&t[ti..ti + tw]) {
+            pi += tw;
+            ti += tw;
+        } else if pi < p.len() && p[pi] == b'*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
         } else if let Some(s) = star {
             pi = s + 1;
-            mark += 1;
+            mark += width(t, mark);
             ti = mark;
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]
@@ -388,6 +423,10 @@ mod tests {
         assert!(glob("*_file", "write_file"));
         assert!(glob("*a*b*", "xxaxxbxx"));
         assert!(!glob("*a*b", "xxaxxbxx"));
+        assert!(glob("é?*", "éàü"));
+        assert!(glob("?", "ü"));
+        assert!(!glob("?", "üx"));
+        assert!(glob("a*ü", "abcü"));
     }
 
     #[test]

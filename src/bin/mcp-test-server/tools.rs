@@ -125,6 +125,22 @@ pub fn list() -> Vec<Value> {
         ),
     ];
     tools.extend(crate::conformance::tools());
+    // MCP_TEST_TOOLS=N: exactly N tools (the first ones, then `extra_<i>`), for
+    // benchmarks of large lists. Every tool stays callable either way.
+    if let Some(n) = std::env::var("MCP_TEST_TOOLS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        tools.truncate(n);
+        for i in tools.len()..n {
+            tools.push(tool(
+                &format!("extra_{i}"),
+                "A padding tool for benchmarks; answers like echo",
+                json!({"text": {"type": "string"}}),
+                &["text"],
+            ));
+        }
+    }
     tools
 }
 
