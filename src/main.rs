@@ -282,6 +282,19 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
             gw.url(&format!("/{name}/sse"))
         );
     }
+    for (name, members) in &gw.settings.aggregate.endpoints {
+        println!(
+            "  all of {}: {}  (legacy SSE: {}; tools named <service>{}<tool>)",
+            members
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            gw.url(&mcpgate::auth::resource_path(name.as_str(), "mcp")),
+            gw.url(&mcpgate::auth::resource_path(name.as_str(), "sse")),
+            gw.settings.aggregate.delimiter,
+        );
+    }
     if let Some(auth) = &gw.auth {
         println!(
             "  sign-in: {} ({} provider); authorization server metadata: {}",
