@@ -100,6 +100,12 @@ impl Gateway {
                     },
                     () = gw.shutdown.cancelled() => return,
                 };
+                // What the service offers this person may change with the token.
+                if let Some(svc) = gw.service(&service) {
+                    svc.access
+                        .catalogs
+                        .invalidate(&(svc.name.clone(), Some(user.clone())));
+                }
                 let (mine, aggregates): (Vec<_>, Vec<_>) = gw
                     .sessions
                     .all()

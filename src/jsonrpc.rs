@@ -214,6 +214,12 @@ impl Message {
 }
 
 fn classify(value: &RawValue) -> Result<Kind, ParseError> {
+    // serde would also read a JSON array into the envelope's fields, in order.
+    if !value.get().trim_start().starts_with('{') {
+        return Err(ParseError::Invalid(
+            "a JSON-RPC message must be a JSON object".to_string(),
+        ));
+    }
     let env: Envelope = serde_json::from_str(value.get())
         .map_err(|_| ParseError::Invalid("a JSON-RPC message must be a JSON object".to_string()))?;
     if env.jsonrpc.as_deref() != Some("2.0") {
@@ -352,6 +358,12 @@ pub fn notification(method: &str, params: serde_json::Value) -> Message {
     }
 }
 
+/// The request id in a JSON value (e.g. `params.requestId` of a cancellation).
+pub fn id_from_value(v: &serde_json::Value) -> Option<RequestId> {
+    let raw = serde_json::value::to_raw_value(v).ok()?;
+    RequestId::from_raw(&raw)
+}
+
 /// A request id as a `serde_json::Value` (for `notifications/cancelled` params).
 pub fn id_value(id: &RequestId) -> serde_json::Value {
     serde_json::from_str(id.as_json()).unwrap_or(serde_json::Value::Null)
@@ -360,6 +372,12 @@ pub fn id_value(id: &RequestId) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_are_not_messages() {
+        assert!(parse(r#"["2.0",1,"tools/list"]"#).is_err());
+        assert!(parse_body(&Bytes::from_static(br#"[["2.0",1,"tools/list"]]"#)).is_err());
+    }
 
     fn parse(s: &str) -> Result<Message, ParseError> {
         Message::parse(Bytes::from(s.to_string()))

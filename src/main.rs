@@ -322,11 +322,7 @@ fn policy_explain(
         }
     };
     let subject = match (user, service_identity) {
-        (_, Some(s)) => mcpgate::policy::Subject {
-            email: None,
-            groups: Vec::new(),
-            service_identity: Some(s),
-        },
+        (_, Some(s)) => mcpgate::policy::Subject::service(&s),
         (Some(email), None) => {
             // A local user's groups come from the configuration.
             if let Some(config::auth::IdpSettings::Local { users }) =

@@ -403,18 +403,22 @@ async fn failing_backends_drop_out_and_come_back() {
 async fn colliding_names_are_refused_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.json");
-    let write = |delimiter: &str| {
+    let write = |delimiter: &str, a: &str, b: &str| {
         std::fs::write(
             &path,
             json!({
                 "proxy": {"aggregate": {"delimiter": delimiter}},
-                "mcpServers": {"git": stdio_service(), "git_hub": stdio_service()},
+                "mcpServers": {a: stdio_service(), b: stdio_service()},
             })
             .to_string(),
         )
         .unwrap();
     };
-    write("_");
+    // With `__`, `x` + `__` + `_y` and `x_` + `__` + `y` would both read `x___y`.
+    write("__", "x", "x_");
+    let out = cli([std::ffi::OsStr::new("check-config"), path.as_os_str()]);
+    assert!(!out.status.success(), "x and x_ collide with __");
+    write("_", "git", "git_hub");
     let out = cli([std::ffi::OsStr::new("check-config"), path.as_os_str()]);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -422,7 +426,7 @@ async fn colliding_names_are_refused_at_startup() {
         text.contains("proxy.aggregate.delimiter") && text.contains("could collide"),
         "{text}"
     );
-    write("__");
+    write("__", "git", "git_hub");
     cli_ok([std::ffi::OsStr::new("check-config"), path.as_os_str()]);
 }
 

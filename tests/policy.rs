@@ -233,3 +233,64 @@ async fn policy_explain_names_the_deciding_rule() {
     let ci = run(&["--service-identity", "ci", "--no-discover"]);
     assert!(ci.contains("Rules that apply: everyone"), "{ci}");
 }
+
+/// Resources are judged by their canonical URI, and a hidden resource, a
+/// disguised one and a missing one all get the same answer; methods the
+/// policy layer does not know are refused on a governed endpoint.
+#[tokio::test]
+async fn resources_cannot_be_reached_by_another_spelling() {
+    let gw = gateway(json!({
+        "mcpServers": {"a": stdio_service()},
+        "policies": [
+            {"name": "some", "subjects": ["*"], "tools": ["a:test://*", "!a:test://static-binary", "a:echo"]}
+        ],
+    }))
+    .await;
+    let mut c = Mcp::new(format!("{}/a/mcp", gw.url));
+    c.initialize().await;
+    let msgs = c.request("resources/list", json!({})).await;
+    let uris: Vec<String> = msgs.last().unwrap()["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap().to_string())
+        .collect();
+    assert!(uris.contains(&"test://static-text".to_string()), "{uris:?}");
+    assert!(
+        !uris.contains(&"test://static-binary".to_string()),
+        "{uris:?}"
+    );
+    let read = |uri: &'static str| {
+        let mut c = c.same_session();
+        async move {
+            let msgs = c.request("resources/read", json!({"uri": uri})).await;
+            msgs.last().unwrap().clone()
+        }
+    };
+    assert_eq!(
+        read("test://static-text").await["result"]["contents"][0]["uri"],
+        "test://static-text"
+    );
+    assert_eq!(
+        read("test://template/7/data").await["result"]["contents"][0]["uri"],
+        "test://template/7/data",
+        "URIs of a listed template are readable"
+    );
+    for uri in [
+        "test://static-binary",
+        "TEST://static-binary",
+        "test://%73tatic-binary",
+        "test://static-text/../static-binary",
+        "test://nope",
+    ] {
+        let answer = read(uri).await;
+        assert_eq!(answer["error"]["code"], -32002, "{uri}: {answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            format!("Resource not found: {uri}"),
+            "{uri}"
+        );
+    }
+    let msgs = c.request("custom/anything", json!({})).await;
+    assert_eq!(msgs.last().unwrap()["error"]["code"], -32601, "{msgs:?}");
+}

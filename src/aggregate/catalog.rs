@@ -196,12 +196,21 @@ impl Catalog {
         self.lists.get(&kind).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// Whether the service offers this tool or prompt.
+    /// Whether the service offers this tool, prompt, or resource (a listed
+    /// URI, a listed template, or a URI one of its templates can produce).
     pub fn has(&self, kind: ItemKind, name: &str) -> bool {
         match kind {
             ItemKind::Tool => self.tools.contains(name),
             ItemKind::Prompt => self.prompts.contains(name),
-            ItemKind::Resource => true,
+            ItemKind::Resource => {
+                self.items(ListKind::Resources)
+                    .iter()
+                    .any(|i| i.name == name)
+                    || self
+                        .items(ListKind::Templates)
+                        .iter()
+                        .any(|t| t.name == name || template_matches(&t.name, name))
+            }
         }
     }
 
@@ -209,6 +218,27 @@ impl Catalog {
     pub fn capability(&self, name: &str) -> Option<&Value> {
         self.init.pointer(&format!("/capabilities/{name}"))
     }
+}
+
+/// Whether an RFC 6570 URI template can expand to `uri`: its literal parts in
+/// order, anything where its expressions are.
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut pattern = String::with_capacity(template.len());
+    let mut in_expression = false;
+    for c in template.chars() {
+        match (c, in_expression) {
+            ('{', false) => {
+                in_expression = true;
+                pattern.push('*');
+            }
+            ('}', true) => in_expression = false,
+            (_, true) => {}
+            // A literal `*` or `?` would be a wildcard: the template is then
+            // read a little more loosely, never more strictly.
+            (c, false) => pattern.push(c),
+        }
+    }
+    crate::policy::glob(&pattern, uri)
 }
 
 /// Per service (and person, where it matters).
@@ -262,5 +292,27 @@ impl Catalogs {
 
     pub fn invalidate(&self, key: &CatalogKey) {
         self.lock().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_their_expansions() {
+        assert!(template_matches("file:///{path}", "file:///a/b.txt"));
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/7/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://other/7/data"
+        ));
+        assert!(template_matches(
+            "db://{table}{?limit}",
+            "db://users?limit=3"
+        ));
     }
 }

@@ -56,6 +56,8 @@ pub struct Access {
 
 /// How long a member that failed is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Most server-to-client requests awaiting the client's answer per session.
+const MAX_SERVER_REQUESTS: usize = 1024;
 /// Most pages fetched from one service for one list.
 const MAX_PAGES: usize = 100;
 
@@ -67,6 +69,27 @@ struct Running {
     /// Kept alive here: the backend holds only a weak reference.
     _inbox: Arc<MemberInbox>,
     generation: u64,
+    /// It has not said its lists changed: its lists are everyone's.
+    pristine: AtomicBool,
+    /// When the person's upstream token it runs with expires (unix seconds).
+    expires_at: Option<i64>,
+    _slot: SessionSlot,
+}
+
+impl Running {
+    fn expiring(&self) -> bool {
+        self.expires_at
+            .is_some_and(|at| at - crate::auth::now_unix() < 30)
+    }
+}
+
+/// One of the service's `maxSessions`, held while a member runs.
+struct SessionSlot(Arc<Service>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.stats.close_session();
+    }
 }
 
 /// A client request a member is working on.
@@ -86,8 +109,16 @@ struct State {
     down: HashMap<usize, (Instant, String)>,
     /// Forwarded requests, by the id the member sees (JSON text).
     forwarded: HashMap<String, Forward>,
-    /// The gateway's own requests to members, by id.
-    internal: HashMap<String, oneshot::Sender<Message>>,
+    /// The gateway's own requests to members, by id: (member, waiter).
+    internal: HashMap<String, (usize, oneshot::Sender<Message>)>,
+    /// The generation of each member being started now.
+    starting_generation: HashMap<usize, u64>,
+    /// Members that died while starting, and why.
+    died_starting: HashMap<usize, String>,
+    /// This session's own catalogs, of members whose lists changed here.
+    local: HashMap<usize, Arc<Catalog>>,
+    /// Client requests cancelled before they reached their member.
+    cancelled_early: std::collections::VecDeque<RequestId>,
     /// Members' requests to the client, by the id the client sees: (member, its id).
     server_requests: HashMap<String, (usize, RequestId)>,
     /// The client's `initialize` params, replayed to each member.
@@ -315,7 +346,14 @@ impl Aggregate {
                 .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
             return Ok(r.init.to_string());
         }
-        let catalogs = self.catalogs().await;
+        // Services this person can use nothing of say nothing here either.
+        let catalogs: Vec<Option<Arc<Catalog>>> = self
+            .catalogs()
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.filter(|c| self.visible(i, c)))
+            .collect();
         let version = params
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -365,6 +403,18 @@ impl Aggregate {
             "instructions": instructions,
         })
         .to_string())
+    }
+
+    /// Whether the person may use anything the member offers.
+    fn visible(&self, member: usize, c: &Catalog) -> bool {
+        let service = self.members[member].name.as_str();
+        ListKind::ALL.iter().any(|k| {
+            c.items(*k).iter().any(|item| {
+                self.access
+                    .policy
+                    .allows(&self.subject, service, k.item_kind(), &item.name)
+            })
+        })
     }
 
     /// Every member's catalog, fetched in parallel (`None` for those that failed).
@@ -492,8 +542,10 @@ impl Aggregate {
                     ));
                 }
             },
-            _ if !self.prefixed => {
-                // A governed service: anything else goes through as it is.
+            // A governed service: the task methods carry no item names (a task
+            // is only ever made by a call that was checked). Anything else is
+            // refused rather than passed on unchecked.
+            "tasks/get" | "tasks/list" | "tasks/result" | "tasks/cancel" if !self.prefixed => {
                 return self.forward(0, id, v, false).await;
             }
             _ => {
@@ -530,7 +582,8 @@ impl Aggregate {
             .policy
             .allows(&self.subject, service, kind, local)
         {
-            tracing::info!(endpoint = self.name, service, subject = %self.subject, "refused by policy: {local}");
+            let shown: String = local.chars().take(128).collect();
+            tracing::info!(endpoint = self.name, service, subject = %self.subject, item = ?shown, "refused by policy");
             return Err(unknown());
         }
         if !self.exists(member, kind, local).await {
@@ -543,20 +596,14 @@ impl Aggregate {
             .await
     }
 
-    /// Whether the member offers this tool or prompt (asking it again once,
-    /// when the cached list is older than a second, before saying no).
+    /// Whether the member offers this tool, prompt or resource.
+    ///
+    /// Only the cached lists are asked: a call can never make the gateway
+    /// refetch them (which would let one session refill what others see, and
+    /// let timing tell a hidden tool from a missing one). A service that adds
+    /// tools says so with `list_changed`; otherwise they appear within `cacheTtl`.
     async fn exists(&self, member: usize, kind: ItemKind, name: &str) -> bool {
-        if kind == ItemKind::Resource {
-            return true;
-        }
-        match self.catalog(member).await {
-            Ok(c) if c.has(kind, name) => true,
-            Ok(c) if c.fetched.elapsed() > Duration::from_secs(1) => {
-                self.access.catalogs.invalidate(self.cache_key(member));
-                self.catalog(member).await.is_ok_and(|c| c.has(kind, name))
-            }
-            _ => false,
-        }
+        self.catalog(member).await.is_ok_and(|c| c.has(kind, name))
     }
 
     async fn forward(
@@ -570,6 +617,13 @@ impl Aggregate {
             .member(member)
             .await
             .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
+        {
+            let mut st = self.state();
+            if let Some(i) = st.cancelled_early.iter().position(|c| c == client_id) {
+                st.cancelled_early.remove(i);
+                return Ok(());
+            }
+        }
         let (internal, msg) = self
             .tag(member, client_id, v, rename_contents)
             .ok_or((code::INVALID_REQUEST, "Invalid Request".to_string()))?;
@@ -674,7 +728,10 @@ impl Aggregate {
         let Some(v) = serde_json::from_slice::<Value>(&msg.raw).ok() else {
             return;
         };
-        let Some(cancelled) = v.pointer("/params/requestId").map(Value::to_string) else {
+        let Some(cancelled) = v
+            .pointer("/params/requestId")
+            .and_then(jsonrpc::id_from_value)
+        else {
             return;
         };
         let found = {
@@ -682,10 +739,19 @@ impl Aggregate {
             let key = st
                 .forwarded
                 .iter()
-                .find(|(_, f)| f.client_id.as_json() == cancelled)
+                .find(|(_, f)| f.client_id == cancelled)
                 .map(|(k, f)| (k.clone(), f.member));
-            if let Some((k, _)) = &key {
-                st.forwarded.remove(k);
+            match &key {
+                Some((k, _)) => {
+                    st.forwarded.remove(k);
+                }
+                // Not forwarded yet (its member may be starting): it never will be.
+                None => {
+                    if st.cancelled_early.len() >= 64 {
+                        st.cancelled_early.pop_front();
+                    }
+                    st.cancelled_early.push_back(cancelled.clone());
+                }
             }
             key
         };
@@ -707,10 +773,23 @@ impl Aggregate {
 
     // ---- members ----------------------------------------------------------------
 
-    /// The member's catalog: from the cache, or asked of the member.
+    /// The member's catalog. Shared with every session (per person where the
+    /// backend depends on the person) while the member is as any other
+    /// session's would be; once it has said its lists changed (e.g. a toolset
+    /// switched on), this session keeps its own, so one person's session never
+    /// changes what others see.
     async fn catalog(&self, member: usize) -> Result<Arc<Catalog>, String> {
         let key = self.cache_key(member).clone();
-        if let Some(c) = self.access.catalogs.get(&key) {
+        let own = {
+            let st = self.state();
+            if let Some(c) = st.local.get(&member) {
+                return Ok(c.clone());
+            }
+            st.running
+                .get(&member)
+                .is_some_and(|r| !r.pristine.load(Ordering::Acquire))
+        };
+        if !own && let Some(c) = self.access.catalogs.get(&key) {
             return Ok(c);
         }
         let running = self.member(member).await?;
@@ -731,7 +810,11 @@ impl Aggregate {
             running.init.clone(),
             raw,
         ));
-        self.access.catalogs.put(key, c.clone());
+        if running.pristine.load(Ordering::Acquire) {
+            self.access.catalogs.put(key, c.clone());
+        } else {
+            self.state().local.insert(member, c.clone());
+        }
         Ok(c)
     }
 
@@ -771,11 +854,12 @@ impl Aggregate {
         params: Value,
     ) -> Result<Value, String> {
         let svc = &self.members[member];
-        let id = format!("\"mcpgate-{}\"", self.next());
+        let id = jsonrpc::string_id(&format!("mcpgate-{}", self.next()));
+        let key = id.as_json().to_string();
         let (tx, rx) = oneshot::channel();
-        self.state().internal.insert(id.clone(), tx);
+        self.state().internal.insert(key.clone(), (member, tx));
         let msg = jsonrpc::from_value(&json!({
-            "jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&id).unwrap_or(Value::Null),
+            "jsonrpc": "2.0", "id": jsonrpc::id_value(&id),
             "method": method, "params": params,
         }))
         .ok_or("cannot build the request")?;
@@ -788,15 +872,16 @@ impl Aggregate {
         let answer = match sent {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
             Err(e) => {
-                self.state().internal.remove(&id);
+                self.state().internal.remove(&key);
                 return Err(format!("{}: {e}", svc.name));
             }
         };
         let answer = match answer {
             Ok(Ok(a)) => a,
+            // The waiter was dropped: the member stopped.
             Ok(Err(_)) => return Err(format!("{} stopped before answering {method}", svc.name)),
             Err(_) => {
-                self.state().internal.remove(&id);
+                self.state().internal.remove(&key);
                 return Err(format!(
                     "{} did not answer {method} within {:?}",
                     svc.name, timeout
@@ -814,17 +899,36 @@ impl Aggregate {
         Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null))
     }
 
-    /// The member, started (and initialized) if it is not running.
+    /// The member, started (and initialized) if it is not running, or
+    /// restarted when the person's upstream token it runs with is about to
+    /// expire (it must never be sent expired).
     async fn member(&self, member: usize) -> Result<Arc<Running>, String> {
-        if let Some(r) = self.state().running.get(&member) {
+        if let Some(r) = self.state().running.get(&member)
+            && !r.expiring()
+        {
             return Ok(r.clone());
         }
         let _guard = self.starting[member].lock().await;
+        let stale = {
+            let mut st = self.state();
+            match st.running.get(&member) {
+                Some(r) if !r.expiring() => return Ok(r.clone()),
+                Some(_) => self.drop_member(&mut st, member),
+                None => None,
+            }
+        };
+        if let Some((old, failed)) = stale {
+            self.fail(
+                &failed,
+                &format!(
+                    "{}: the token it ran with expired",
+                    self.members[member].name
+                ),
+            );
+            Box::pin(old.backend.close()).await;
+        }
         {
             let st = self.state();
-            if let Some(r) = st.running.get(&member) {
-                return Ok(r.clone());
-            }
             if let Some((until, why)) = st.down.get(&member)
                 && *until > Instant::now()
             {
@@ -835,7 +939,22 @@ impl Aggregate {
             return Err("the session is closed".into());
         }
         let svc = self.members[member].clone();
-        match self.start(member).await {
+        let generation = self.next();
+        self.state().starting_generation.insert(member, generation);
+        let started = self.start(member, generation).await;
+        let died = {
+            let mut st = self.state();
+            st.starting_generation.remove(&member);
+            st.died_starting.remove(&member)
+        };
+        let started = match (started, died) {
+            (Ok(r), Some(reason)) => {
+                Box::pin(r.backend.close()).await;
+                Err(format!("stopped while starting: {reason}"))
+            }
+            (other, _) => other,
+        };
+        match started {
             Ok(r) => {
                 if self.closed.load(Ordering::Acquire) {
                     Box::pin(r.backend.close()).await;
@@ -849,7 +968,10 @@ impl Aggregate {
             Err(why) => {
                 let why = format!("{} is unavailable: {why}", svc.name);
                 tracing::warn!(endpoint = self.name, service = %svc.name, "{why}; tried again in {RETRY_AFTER:?}");
-                svc.stats.record_error(why.clone());
+                // /ready is public: no person's reasons there.
+                if !svc.per_user {
+                    svc.stats.record_error(why.clone());
+                }
                 self.state()
                     .down
                     .insert(member, (Instant::now() + RETRY_AFTER, why.clone()));
@@ -858,9 +980,12 @@ impl Aggregate {
         }
     }
 
-    async fn start(&self, member: usize) -> Result<Arc<Running>, String> {
+    async fn start(&self, member: usize, generation: u64) -> Result<Arc<Running>, String> {
         let svc = self.members[member].clone();
         let user = match (&self.user, &self.access.auth) {
+            // A governed service's own session already has this person's
+            // values for it (a serviceAuths caller's configured token included).
+            (u, _) if !self.prefixed => u.clone(),
             (Some(u), Some(auth)) => Some(
                 auth.user_context(svc.name.as_str(), svc.needs_user_token, &principal_of(u))
                     .await
@@ -868,7 +993,14 @@ impl Aggregate {
             ),
             (u, _) => u.clone(),
         };
-        let generation = self.next();
+        // Each member counts as a session of its service (maxSessions).
+        if !svc.stats.try_open_session(svc.limits.max_sessions) {
+            return Err(format!(
+                "the service has reached its limit of {} open sessions (mcpServers.{}.maxSessions)",
+                svc.limits.max_sessions, svc.name
+            ));
+        }
+        let slot = SessionSlot(svc.clone());
         let inbox = Arc::new(MemberInbox {
             aggregate: self.me.clone(),
             member,
@@ -906,6 +1038,9 @@ impl Aggregate {
             init,
             _inbox: inbox,
             generation,
+            pristine: AtomicBool::new(true),
+            expires_at: user.as_ref().and_then(|u| u.token_expires_at),
+            _slot: slot,
         });
         let level = self.state().log_level.clone();
         if let Some(level) = level
@@ -922,12 +1057,51 @@ impl Aggregate {
         Ok(running)
     }
 
+    /// Take a member out of this session: it stops running, the gateway's own
+    /// requests to it fail at once, its requests to the client are forgotten.
+    /// Returns it (to be closed) and the client ids of its calls in flight
+    /// (to be answered with an error).
+    fn drop_member(&self, st: &mut State, member: usize) -> Option<(Arc<Running>, Vec<RequestId>)> {
+        st.internal.retain(|_, (m, _)| *m != member);
+        st.server_requests.retain(|_, (m, _)| *m != member);
+        st.local.remove(&member);
+        let ids: Vec<String> = st
+            .forwarded
+            .iter()
+            .filter(|(_, f)| f.member == member)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let failed = ids
+            .iter()
+            .filter_map(|k| st.forwarded.remove(k))
+            .map(|f| f.client_id)
+            .collect();
+        st.running.remove(&member).map(|r| (r, failed))
+    }
+
+    /// Answer these client requests with an error.
+    fn fail(&self, ids: &[RequestId], why: &str) {
+        for id in ids {
+            self.to_client(
+                jsonrpc::error_response(Some(id), code::BACKEND_UNAVAILABLE, why, None),
+                None,
+            );
+        }
+    }
+
     /// A member's backend is gone: its requests fail, it drops out of the
     /// lists, and it is tried again after a pause.
     fn member_down(&self, member: usize, generation: u64, reason: String) {
         let svc = &self.members[member];
-        let failed: Vec<RequestId> = {
+        let dropped = {
             let mut st = self.state();
+            // Whatever the gateway was waiting for from it will not come.
+            st.internal.retain(|_, (m, _)| *m != member);
+            if st.starting_generation.get(&member) == Some(&generation) {
+                // Still starting: the start sees this and fails.
+                st.died_starting.insert(member, reason.clone());
+                return;
+            }
             if st
                 .running
                 .get(&member)
@@ -935,23 +1109,14 @@ impl Aggregate {
             {
                 return;
             }
-            st.running.remove(&member);
             let why = format!("{} stopped: {reason}", svc.name);
             st.down.insert(member, (Instant::now() + RETRY_AFTER, why));
-            st.server_requests.retain(|_, (m, _)| *m != member);
-            let ids: Vec<String> = st
-                .forwarded
-                .iter()
-                .filter(|(_, f)| f.member == member)
-                .map(|(k, _)| k.clone())
-                .collect();
-            ids.iter()
-                .filter_map(|k| st.forwarded.remove(k))
-                .map(|f| f.client_id)
-                .collect()
+            self.drop_member(&mut st, member)
         };
         tracing::warn!(endpoint = self.name, service = %svc.name, "member stopped: {reason}");
-        svc.stats.record_error(format!("stopped: {reason}"));
+        if !svc.per_user {
+            svc.stats.record_error(format!("stopped: {reason}"));
+        }
         if !self.prefixed {
             // A governed service is its only member: the session ends with it,
             // as an ungoverned one does.
@@ -960,15 +1125,10 @@ impl Aggregate {
             }
             return;
         }
-        for id in failed {
-            self.to_client(
-                jsonrpc::error_response(
-                    Some(&id),
-                    code::BACKEND_UNAVAILABLE,
-                    &format!("{} stopped before answering: {reason}", svc.name),
-                    None,
-                ),
-                None,
+        if let Some((_, failed)) = dropped {
+            self.fail(
+                &failed,
+                &format!("{} stopped before answering: {reason}", svc.name),
             );
         }
         self.lists_changed(&[ListKind::Tools, ListKind::Prompts, ListKind::Resources]);
@@ -991,14 +1151,20 @@ impl Aggregate {
         let Some(member) = self.members.iter().position(|s| s.name.as_str() == service) else {
             return;
         };
+        // After any start in progress, so it cannot install the old token.
+        let _guard = self.starting[member].lock().await;
         self.access.catalogs.invalidate(self.cache_key(member));
-        let old = {
+        let dropped = {
             let mut st = self.state();
             st.down.remove(&member);
-            st.running.remove(&member)
+            self.drop_member(&mut st, member)
         };
-        if let Some(r) = old {
-            Box::pin(r.backend.close()).await;
+        if let Some((old, failed)) = dropped {
+            self.fail(
+                &failed,
+                &format!("{}: your token for it changed; call again", service),
+            );
+            Box::pin(old.backend.close()).await;
         }
         self.lists_changed(&[ListKind::Tools]);
     }
@@ -1042,7 +1208,7 @@ impl Aggregate {
                 };
                 drop(st);
                 if let Some(w) = waiter {
-                    let _ = w.send(msg);
+                    let _ = w.1.send(msg);
                     return;
                 }
                 let Some(f) = forward else {
@@ -1074,9 +1240,19 @@ impl Aggregate {
             Kind::Request { id, .. } => {
                 drop(st);
                 let outward = jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()));
-                self.state()
-                    .server_requests
-                    .insert(outward.as_json().to_string(), (member, id.clone()));
+                {
+                    let mut st = self.state();
+                    // Requests the client never answers must not pile up.
+                    if st.server_requests.len() >= MAX_SERVER_REQUESTS {
+                        tracing::warn!(
+                            endpoint = self.name,
+                            "too many unanswered server requests; forgetting them"
+                        );
+                        st.server_requests.clear();
+                    }
+                    st.server_requests
+                        .insert(outward.as_json().to_string(), (member, id.clone()));
+                }
                 let related = self.client_id_of(member, related);
                 if let Some(m) = with_id(&msg, &outward) {
                     self.to_client(m, related);
@@ -1086,32 +1262,49 @@ impl Aggregate {
                 drop(st);
                 let related = self.client_id_of(member, related);
                 if ListKind::of_notification(method).is_some() {
-                    self.access.catalogs.invalidate(self.cache_key(member));
+                    // Its lists are now this session's own (see `catalog`).
+                    {
+                        let mut st = self.state();
+                        st.local.remove(&member);
+                        if let Some(r) = st.running.get(&member) {
+                            r.pristine.store(false, Ordering::Release);
+                        }
+                    }
                     self.to_client(msg, related);
                     return;
                 }
                 let rewritten = match &**method {
-                    "notifications/resources/updated" if self.prefixed => {
-                        serde_json::from_slice::<Value>(&msg.raw)
-                            .ok()
-                            .and_then(|mut v| {
-                                let uri = v.pointer("/params/uri")?.as_str()?.to_string();
+                    "notifications/resources/updated" => serde_json::from_slice::<Value>(&msg.raw)
+                        .ok()
+                        .and_then(|mut v| {
+                            let uri = v.pointer("/params/uri")?.as_str()?.to_string();
+                            // Nothing about a resource the person may not see.
+                            if !self.access.policy.allows(
+                                &self.subject,
+                                svc,
+                                ItemKind::Resource,
+                                &uri,
+                            ) {
+                                return None;
+                            }
+                            if self.prefixed {
                                 v["params"]["uri"] = Value::String(names::prefixed_uri(svc, &uri));
-                                jsonrpc::from_value(&v)
-                            })
-                    }
+                            }
+                            jsonrpc::from_value(&v)
+                        }),
                     "notifications/cancelled" => {
                         // The member gives up on one of its own requests.
                         serde_json::from_slice::<Value>(&msg.raw)
                             .ok()
                             .and_then(|mut v| {
                                 let theirs = v.pointer("/params/requestId")?.to_string();
-                                let st = self.state();
+                                let mut st = self.state();
                                 let ours = st
                                     .server_requests
                                     .iter()
                                     .find(|(_, (m, orig))| *m == member && orig.as_json() == theirs)
                                     .map(|(k, _)| k.clone())?;
+                                st.server_requests.remove(&ours);
                                 drop(st);
                                 v["params"]["requestId"] = serde_json::from_str(&ours).ok()?;
                                 jsonrpc::from_value(&v)
@@ -1267,5 +1460,6 @@ fn principal_of(u: &UserContext) -> Principal {
         user_token: None,
         groups: u.subject.groups.clone(),
         service_identity: u.subject.service_identity.clone(),
+        domain: u.subject.domain.clone(),
     }
 }

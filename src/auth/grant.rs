@@ -466,6 +466,17 @@ fn narrow_audience(
     }
 }
 
+/// The domain `policies` may trust for this person (see `AccessClaims::dom`).
+fn policy_domain(identity: &super::idp::Identity) -> Option<String> {
+    if identity.provider == "google" {
+        return identity.domain.clone();
+    }
+    identity
+        .email
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+}
+
 struct Issue {
     family: FamilyId,
     client_id: ClientId,
@@ -495,13 +506,15 @@ async fn issue_tokens(auth: &Auth, i: Issue) -> Result<serde_json::Value, OAuthE
         scope: i.token_scope.join(" "),
         email: i.identity.email.clone(),
         fam: i.family.clone(),
+        // GitHub organizations are `org:<login>`, apart from IdP groups.
         groups: i
             .identity
             .groups
             .iter()
-            .chain(&i.identity.orgs)
             .cloned()
+            .chain(i.identity.orgs.iter().map(|o| format!("org:{o}")))
             .collect(),
+        dom: policy_domain(&i.identity),
     };
     let access = auth.keys.issue(&claims).map_err(|e| {
         tracing::error!("cannot sign an access token: {e}");

@@ -48,6 +48,11 @@ pub struct AccessClaims {
     /// organizations, local users' `groups`), for `policies`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The domain that proves membership, for `@domain` in `policies`: Google's
+    /// verified Workspace domain (`hd`), never a consumer account's address;
+    /// for other providers, the verified email's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dom: Option<String>,
 }
 
 impl AccessClaims {
@@ -275,6 +280,7 @@ mod tests {
             email: "a@example.com".into(),
             fam: FamilyId::new("f"),
             groups: Vec::new(),
+            dom: None,
         }
     }
 

@@ -127,18 +127,21 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// A `serviceAuths` caller: its configured `user`.
     pub service_identity: Option<String>,
+    /// The domain `policies` trust (see `jwt::AccessClaims::dom`).
+    pub domain: Option<String>,
 }
 
 impl Principal {
     /// The caller as `policies` see them.
     pub fn subject(&self) -> crate::policy::Subject {
         match &self.service_identity {
-            Some(s) => crate::policy::Subject {
-                email: None,
-                groups: Vec::new(),
-                service_identity: Some(s.clone()),
+            Some(s) => crate::policy::Subject::service(s),
+            None => crate::policy::Subject {
+                email: Some(self.email.to_ascii_lowercase()),
+                domain: self.domain.clone(),
+                groups: self.groups.clone(),
+                service_identity: None,
             },
-            None => crate::policy::Subject::person(&self.email, self.groups.clone()),
         }
     }
 }

@@ -137,6 +137,7 @@ pub async fn authenticate(
         user_token: None,
         groups: claims.groups.clone(),
         service_identity: None,
+        domain: claims.dom.clone(),
     });
     next.run(req).await
 }
@@ -166,6 +167,7 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
         user_token: user_token.clone(),
         groups: Vec::new(),
         service_identity: Some(user.to_string()),
+        domain: None,
     };
     if scheme.eq_ignore_ascii_case("bearer") {
         let presented = super::sha256_hex(value.as_bytes());

@@ -575,24 +575,24 @@ fn aggregate_settings(
             Err(m) => problem(path, m.replace("service name", "group name")),
         }
     }
-    // `a` + `_` + `b_c` and `a_b` + `_` + `c` would both read `a_b_c`: refuse
-    // names where one service's prefix starts another's, so no clash can occur.
+    // `a` + `_` + `b_c` and `a_b` + `_` + `c` would both read `a_b_c` (and with
+    // `__`, `x` + `__` + `_y` and `x_` + `__` + `y` both read `x___y`): refuse
+    // any pair where one name with the delimiter starts the other's, so no
+    // two renamed names can ever be equal.
     for (endpoint, list) in &endpoints {
         for a in list {
             for b in list {
-                let prefix = format!("{a}{}", out.delimiter);
-                if a != b && b.as_str().starts_with(&prefix) {
+                let d = &out.delimiter;
+                if a != b && format!("{b}{d}").starts_with(&format!("{a}{d}")) {
                     problem(
                         "proxy.aggregate.delimiter".into(),
                         format!(
-                            "services {a:?} and {b:?} share the endpoint /{}mcp, and with the delimiter {:?} their tool names could collide ({a}{d}x_y vs {b}{d}y); choose another delimiter (e.g. \"__\" or \".\") or rename one",
+                            "services {a:?} and {b:?} share the endpoint /{}mcp, and with the delimiter {d:?} their tool names could collide ({a}{d}... and {b}{d}...); choose another delimiter (e.g. \".\" or \"-\") or rename one",
                             if endpoint.as_str() == AggregateSettings::ROOT {
                                 String::new()
                             } else {
                                 format!("{endpoint}/")
                             },
-                            out.delimiter,
-                            d = out.delimiter,
                         ),
                     );
                 }

@@ -32,6 +32,10 @@ pub enum ItemKind {
 pub struct Subject {
     /// Lowercased email, when signed in.
     pub email: Option<String>,
+    /// The domain that proves membership (Google: the Workspace domain, not
+    /// the address's; others: the verified email's domain).
+    pub domain: Option<String>,
+    /// Groups or roles from the identity provider; GitHub organizations as `org:<login>`.
     pub groups: Vec<String>,
     /// The `user` of a service-auth caller (`serviceAuths`).
     pub service_identity: Option<String>,
@@ -42,11 +46,22 @@ impl Subject {
         Subject::default()
     }
 
+    /// A person known by email (the domain taken from it), e.g. for `policy explain`.
     pub fn person(email: &str, groups: Vec<String>) -> Subject {
+        let email = email.to_ascii_lowercase();
         Subject {
-            email: Some(email.to_ascii_lowercase()),
+            domain: email.rsplit_once('@').map(|(_, d)| d.to_string()),
+            email: Some(email),
             groups,
             service_identity: None,
+        }
+    }
+
+    /// A `serviceAuths` caller.
+    pub fn service(name: &str) -> Subject {
+        Subject {
+            service_identity: Some(name.to_string()),
+            ..Subject::default()
         }
     }
 }
@@ -80,6 +95,10 @@ impl SubjectPattern {
         if let Some(g) = t.strip_prefix("group:") {
             return non_empty(g, text).map(|g| SubjectPattern::Group(g.to_string()));
         }
+        if let Some(o) = t.strip_prefix("org:") {
+            return non_empty(o, text)
+                .map(|o| SubjectPattern::Group(format!("org:{}", o.to_ascii_lowercase())));
+        }
         if let Some(s) = t.strip_prefix("service:") {
             return non_empty(s, text).map(|s| SubjectPattern::ServiceIdentity(s.to_string()));
         }
@@ -93,7 +112,7 @@ impl SubjectPattern {
             return Ok(SubjectPattern::Email(t.to_ascii_lowercase()));
         }
         Err(format!(
-            "subject {text:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"service:NAME\" (a serviceAuths user) or \"*\""
+            "subject {text:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"org:NAME\" (a GitHub organization), \"service:NAME\" (a serviceAuths user) or \"*\""
         ))
     }
 
@@ -104,11 +123,7 @@ impl SubjectPattern {
                 s.service_identity.is_none() && s.email.as_deref() == Some(e)
             }
             SubjectPattern::Domain(d) => {
-                s.service_identity.is_none()
-                    && s.email
-                        .as_deref()
-                        .and_then(|e| e.rsplit_once('@'))
-                        .is_some_and(|(_, domain)| domain == d)
+                s.service_identity.is_none() && s.domain.as_deref() == Some(d)
             }
             SubjectPattern::Group(g) => s.groups.iter().any(|x| x == g),
             SubjectPattern::ServiceIdentity(n) => s.service_identity.as_deref() == Some(n),
@@ -155,7 +170,12 @@ impl ItemPattern {
         Ok(ItemPattern {
             deny,
             service: service.to_string(),
-            item: item.to_string(),
+            // URI patterns are compared with URIs in their canonical form.
+            item: if item.contains("://") {
+                canonical_uri(item).unwrap_or_else(|| item.to_string())
+            } else {
+                item.to_string()
+            },
             text: t.to_string(),
         })
     }
@@ -340,6 +360,21 @@ impl Policy {
         if !self.rules_name(service) {
             return Verdict::Open;
         }
+        // A resource is judged by its canonical URI, so `FILE:`, `%73ecret`
+        // or `////` cannot slip past a pattern; `.` and `..` segments are
+        // never granted.
+        let canonical;
+        let item = if kind == ItemKind::Resource {
+            match canonical_uri(item) {
+                Some(c) => {
+                    canonical = c;
+                    canonical.as_str()
+                }
+                None => return Verdict::NotGranted,
+            }
+        } else {
+            item
+        };
         let mut allowed_by = None;
         for rule in self.rules.iter().filter(|r| r.applies_to(subject)) {
             for p in rule.items.iter().filter(|p| p.matches(service, item)) {
@@ -364,6 +399,36 @@ impl Policy {
             .filter(move |p| p.covers_service(service))
             .map(|p| p.text.as_str())
     }
+}
+
+/// A URI as policies compare it: percent-escapes decoded, the scheme in lower
+/// case, runs of `/` after `scheme://` made one. `None` for a URI with `.` or
+/// `..` path segments, which a policy never grants.
+pub fn canonical_uri(uri: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(uri)
+        .decode_utf8_lossy()
+        .into_owned();
+    let (scheme, rest) = match decoded.split_once("://") {
+        Some((s, r)) => (format!("{}://", s.to_ascii_lowercase()), r.to_string()),
+        None => match decoded.split_once(':') {
+            Some((s, r)) => (format!("{}:", s.to_ascii_lowercase()), r.to_string()),
+            None => (String::new(), decoded),
+        },
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    if path.split(['/', '\\']).any(|seg| seg == "." || seg == "..") {
+        return None;
+    }
+    let mut out = scheme;
+    let mut last_slash = false;
+    for c in rest.chars() {
+        if c == '/' && last_slash {
+            continue;
+        }
+        last_slash = c == '/';
+        out.push(c);
+    }
+    Some(out)
 }
 
 /// Glob match with `*` (any run) and `?` (one character). Works on the
@@ -454,6 +519,27 @@ mod tests {
     }
 
     #[test]
+    fn resources_are_judged_by_their_canonical_uri() {
+        let p = Policy::new(
+            vec![
+                rule("files", &["*"], &["filesystem:file:///public/*"]),
+                rule("secret", &["*"], &["!filesystem:file:///public/secret/*"]),
+            ],
+            vec![],
+        );
+        let a = Subject::anonymous();
+        let ok = |uri: &str| p.allows(&a, "filesystem", ItemKind::Resource, uri);
+        assert!(ok("file:///public/a.txt"));
+        assert!(!ok("file:///public/../etc/passwd"));
+        assert!(!ok("file:///public/%2e%2e/etc/passwd"));
+        assert!(!ok("file:///public/secret/key"));
+        assert!(!ok("FILE:///public/secret/key"));
+        assert!(!ok("file:///public/%73ecret/key"));
+        assert!(!ok("file:///public//secret/key"));
+        assert!(!ok("file:////etc/passwd"));
+    }
+
+    #[test]
     fn subjects() {
         let p = Policy::new(
             vec![
@@ -463,15 +549,38 @@ mod tests {
             vec![],
         );
         let ops = Subject::person("x@y.z", vec!["ops".into()]);
-        let bot = Subject {
-            email: Some("ci".into()),
-            groups: vec![],
-            service_identity: Some("ci".into()),
-        };
+        let bot = Subject::service("ci");
         assert!(p.allows(&ops, "time", ItemKind::Tool, "now"));
         assert!(!p.allows(&bot, "time", ItemKind::Tool, "now"));
         assert!(p.allows(&bot, "github", ItemKind::Tool, "get_issue"));
         assert!(!p.allows(&Subject::anonymous(), "github", ItemKind::Tool, "get_issue"));
+
+        // A domain rule trusts the verified domain, not the address's text (a
+        // consumer Google account with a corp.com address has none).
+        let d = Policy::new(
+            vec![
+                rule("corp", &["@corp.com"], &["time"]),
+                rule("org", &["org:acme"], &["github"]),
+            ],
+            vec![],
+        );
+        let consumer = Subject {
+            email: Some("x@corp.com".into()),
+            domain: None,
+            ..Subject::default()
+        };
+        assert!(!d.allows(&consumer, "time", ItemKind::Tool, "now"));
+        assert!(d.allows(
+            &Subject::person("x@corp.com", vec![]),
+            "time",
+            ItemKind::Tool,
+            "now"
+        ));
+        // GitHub organizations are `org:`, never `group:`.
+        let member = Subject::person("m@x.io", vec!["org:acme".into()]);
+        let grouped = Subject::person("g@x.io", vec!["acme".into()]);
+        assert!(d.allows(&member, "github", ItemKind::Tool, "x"));
+        assert!(!d.allows(&grouped, "github", ItemKind::Tool, "x"));
     }
 
     #[test]

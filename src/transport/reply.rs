@@ -48,11 +48,12 @@ pub async fn not_found(uri: Uri) -> Response {
 }
 
 pub fn unknown_service(name: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        code::METHOD_NOT_FOUND,
-        &format!("no service named {name:?} is configured on this gateway; check the URL"),
-    )
+    let message = if name == crate::config::AggregateSettings::ROOT {
+        "the aggregated endpoint /mcp is turned off on this gateway (proxy.aggregate.enabled); use /<service>/mcp".to_string()
+    } else {
+        format!("no service named {name:?} is configured on this gateway; check the URL")
+    };
+    error(StatusCode::NOT_FOUND, code::METHOD_NOT_FOUND, &message)
 }
 
 pub fn unknown_session() -> Response {
