@@ -698,20 +698,25 @@ impl Aggregate {
         {
             return None;
         }
-        if !self
-            .access
-            .catalogs
-            .get(self.cache_key(member))?
-            .has(kind, local)
-        {
-            return None;
-        }
         let seq = self.next();
         let internal_id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
         let out = call.rebuild(&internal_id, method, local)?;
         let internal = internal_id.as_json().to_string();
         let mut st = self.state();
-        let running = st.running.get(&member).cloned()?;
+        let running = st.running.get(&member).filter(|r| !r.expiring()).cloned()?;
+        // The lists this session goes by (see `catalog`).
+        let known = match st.local.get(&member) {
+            Some(c) => c.has(kind, local),
+            None if running.pristine.load(Ordering::Acquire) => self
+                .access
+                .catalogs
+                .get(self.cache_key(member))
+                .is_some_and(|c| c.has(kind, local)),
+            None => false,
+        };
+        if !known {
+            return None;
+        }
         st.forwarded.insert(
             internal.clone(),
             Forward {
