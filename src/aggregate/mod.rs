@@ -108,7 +108,7 @@ struct State {
     /// Members that failed: when to try again, and why.
     down: HashMap<usize, (Instant, String)>,
     /// Forwarded requests, by the id the member sees (JSON text).
-    forwarded: HashMap<String, Forward>,
+    forwarded: HashMap<RequestId, Forward>,
     /// The gateway's own requests to members, by id: (member, waiter).
     internal: HashMap<String, (usize, oneshot::Sender<Message>)>,
     /// The generation of each member being started now.
@@ -637,12 +637,11 @@ impl Aggregate {
         client_id: &RequestId,
         mut v: Value,
         rename_contents: bool,
-    ) -> Option<(String, Message)> {
+    ) -> Option<(RequestId, Message)> {
         let seq = self.next();
-        let id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
-        v["id"] = jsonrpc::id_value(&id);
+        let internal = internal_id(seq);
+        v["id"] = jsonrpc::id_value(&internal);
         let msg = jsonrpc::from_value(&v)?;
-        let internal = id.as_json().to_string();
         self.state().forwarded.insert(
             internal.clone(),
             Forward {
@@ -659,10 +658,10 @@ impl Aggregate {
         &self,
         member: usize,
         running: &Running,
-        internal: &str,
+        internal: &RequestId,
         msg: Message,
     ) -> Result<(), Refusal> {
-        if let Err(e) = Box::pin(running.backend.send(msg)).await {
+        if let Err(e) = running.backend.send(msg).await {
             self.state().forwarded.remove(internal);
             return Err((
                 code::BACKEND_UNAVAILABLE,
@@ -681,7 +680,7 @@ impl Aggregate {
         id: &RequestId,
         method: &str,
         msg: &Message,
-    ) -> Option<(usize, Arc<Running>, String, Message)> {
+    ) -> Option<(usize, Arc<Running>, RequestId, Message)> {
         let kind = match method {
             "tools/call" => ItemKind::Tool,
             "prompts/get" => ItemKind::Prompt,
@@ -699,9 +698,8 @@ impl Aggregate {
             return None;
         }
         let seq = self.next();
-        let internal_id = jsonrpc::string_id(&format!("mcpgate-{seq}"));
-        let out = call.rebuild(&internal_id, method, local)?;
-        let internal = internal_id.as_json().to_string();
+        let internal = internal_id(seq);
+        let out = call.rebuild(&internal, method, local)?;
         let mut st = self.state();
         let running = st.running.get(&member).filter(|r| !r.expiring()).cloned()?;
         // The lists this session goes by (see `catalog`).
@@ -762,7 +760,7 @@ impl Aggregate {
         };
         if let Some((internal, member)) = found {
             let mut out = v.clone();
-            out["params"]["requestId"] = serde_json::from_str(&internal).unwrap_or(Value::Null);
+            out["params"]["requestId"] = jsonrpc::id_value(&internal);
             if let Some(m) = jsonrpc::from_value(&out) {
                 self.send_to(member, m).await;
             }
@@ -1070,7 +1068,7 @@ impl Aggregate {
         st.internal.retain(|_, (m, _)| *m != member);
         st.server_requests.retain(|_, (m, _)| *m != member);
         st.local.remove(&member);
-        let ids: Vec<String> = st
+        let ids: Vec<RequestId> = st
             .forwarded
             .iter()
             .filter(|(_, f)| f.member == member)
@@ -1209,7 +1207,7 @@ impl Aggregate {
             Kind::Response { id: Some(id) } => {
                 let (waiter, forward) = match st.internal.remove(id.as_json()) {
                     Some(w) => (Some(w), None),
-                    None => (None, st.forwarded.remove(id.as_json())),
+                    None => (None, st.forwarded.remove(id)),
                 };
                 drop(st);
                 if let Some(w) = waiter {
@@ -1330,7 +1328,7 @@ impl Aggregate {
     /// that caused it rather than another service's.
     fn client_id_of(&self, member: usize, member_id: Option<RequestId>) -> Option<RequestId> {
         let st = self.state();
-        if let Some(f) = member_id.and_then(|id| st.forwarded.get(id.as_json())) {
+        if let Some(f) = member_id.and_then(|id| st.forwarded.get(&id)) {
             return Some(f.client_id.clone());
         }
         st.forwarded
@@ -1368,46 +1366,53 @@ impl Aggregate {
     }
 }
 
-/// A `tools/call` or `prompts/get` with its params kept as raw JSON, so it can
-/// be renamed and re-addressed without parsing its arguments.
+/// A `tools/call` or `prompts/get` as the fast path reads it: where its id
+/// and its `params.name` are in the bytes, so both can be replaced without
+/// parsing (or copying piecemeal) anything else. A message with a repeated
+/// `params` or `name` does not fit this shape and takes the full path.
 struct NamedCall<'a> {
-    params: std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+    raw: &'a [u8],
+    id: &'a serde_json::value::RawValue,
+    name: &'a serde_json::value::RawValue,
 }
 
 impl<'a> NamedCall<'a> {
     fn parse(raw: &'a [u8]) -> Option<NamedCall<'a>> {
+        use serde_json::value::RawValue;
         #[derive(serde::Deserialize)]
-        struct Req<'a> {
+        struct Shape<'a> {
             #[serde(borrow)]
-            params: std::collections::BTreeMap<
-                std::borrow::Cow<'a, str>,
-                &'a serde_json::value::RawValue,
-            >,
+            id: &'a RawValue,
+            #[serde(borrow)]
+            params: Params<'a>,
         }
-        let r: Req = serde_json::from_slice(raw).ok()?;
-        Some(NamedCall { params: r.params })
+        #[derive(serde::Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow)]
+            name: &'a RawValue,
+        }
+        let shape: Shape = serde_json::from_slice(raw).ok()?;
+        Some(NamedCall {
+            raw,
+            id: shape.id,
+            name: shape.params.name,
+        })
     }
 
-    fn name(&self) -> Option<String> {
-        serde_json::from_str(self.params.get("name")?.get()).ok()
+    fn name(&self) -> Option<std::borrow::Cow<'a, str>> {
+        serde_json::from_str(self.name.get()).ok()
     }
 
-    /// The request under `id`, calling `name`, every other param unchanged.
+    /// The same request under `id`, calling `name`.
     fn rebuild(&self, id: &RequestId, method: &str, name: &str) -> Option<Message> {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(256);
-        write!(
-            out,
-            r#"{{"jsonrpc":"2.0","id":{},"method":{},"params":{{"name":{}"#,
-            id.as_json(),
-            serde_json::to_string(method).ok()?,
-            serde_json::to_string(name).ok()?
-        )
-        .ok()?;
-        for (k, v) in self.params.iter().filter(|(k, _)| *k != "name") {
-            write!(out, ",{}:{}", serde_json::to_string(k).ok()?, v.get()).ok()?;
-        }
-        out.push_str("}}");
+        let name_json = serde_json::to_string(name).ok()?;
+        let out = splice(
+            self.raw,
+            &mut [
+                (span(self.raw, self.id)?, id.as_json().as_bytes()),
+                (span(self.raw, self.name)?, name_json.as_bytes()),
+            ],
+        )?;
         Some(Message {
             raw: bytes::Bytes::from(out),
             kind: Kind::Request {
@@ -1418,30 +1423,50 @@ impl<'a> NamedCall<'a> {
     }
 }
 
-/// An answer with another id, its `result` or `error` copied as it is (no
-/// parsing of what may be a large result).
+/// Where a borrowed part of `raw` lies in it.
+fn span(raw: &[u8], part: &serde_json::value::RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (part.get().as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    let end = start + part.get().len();
+    (end <= raw.len()).then_some(start..end)
+}
+
+/// `raw` with each range replaced (ranges must not overlap).
+fn splice(raw: &[u8], parts: &mut [(std::ops::Range<usize>, &[u8])]) -> Option<Vec<u8>> {
+    parts.sort_by_key(|(r, _)| r.start);
+    let mut out = Vec::with_capacity(raw.len() + 32);
+    let mut at = 0;
+    for (r, with) in parts.iter() {
+        if r.start < at {
+            return None;
+        }
+        out.extend_from_slice(&raw[at..r.start]);
+        out.extend_from_slice(with);
+        at = r.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    Some(out)
+}
+
+/// The id a request forwarded to a member carries.
+fn internal_id(seq: u64) -> RequestId {
+    jsonrpc::string_id(&format!("mcpgate-{seq}"))
+}
+
+/// An answer with another id, the rest of its bytes as they are (no parsing
+/// of what may be a large result).
 fn answer_with_id(msg: &Message, id: &RequestId) -> Option<Message> {
-    use serde_json::value::RawValue;
     #[derive(serde::Deserialize)]
     struct Answer<'a> {
-        #[serde(borrow, default)]
-        result: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        error: Option<&'a RawValue>,
+        #[serde(borrow)]
+        id: &'a serde_json::value::RawValue,
     }
     let a: Answer = serde_json::from_slice(&msg.raw).ok()?;
-    let (field, body) = match (a.result, a.error) {
-        (Some(r), _) => ("result", r),
-        (None, Some(e)) => ("error", e),
-        (None, None) => return None,
-    };
-    let raw = format!(
-        r#"{{"jsonrpc":"2.0","id":{},"{field}":{}}}"#,
-        id.as_json(),
-        body.get()
-    );
+    let out = splice(
+        &msg.raw,
+        &mut [(span(&msg.raw, a.id)?, id.as_json().as_bytes())],
+    )?;
     Some(Message {
-        raw: bytes::Bytes::from(raw),
+        raw: bytes::Bytes::from(out),
         kind: Kind::Response {
             id: Some(id.clone()),
         },
@@ -1466,5 +1491,37 @@ fn principal_of(u: &UserContext) -> Principal {
         groups: u.subject.groups.clone(),
         service_identity: u.subject.service_identity.clone(),
         domain: u.subject.domain.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_answers_are_readdressed_in_place() {
+        let raw = br#"{ "jsonrpc":"2.0", "params": {"arguments": {"name": "keep"}, "name" : "s0_echo", "_meta": {"progressToken": 3}}, "id" : 7, "method":"tools/call"}"#;
+        let call = NamedCall::parse(raw).unwrap();
+        assert_eq!(call.name().unwrap(), "s0_echo");
+        let out = call.rebuild(&internal_id(5), "tools/call", "echo").unwrap();
+        let v: Value = serde_json::from_slice(&out.raw).unwrap();
+        assert_eq!(v["id"], "mcpgate-5");
+        assert_eq!(v["params"]["name"], "echo");
+        assert_eq!(v["params"]["arguments"]["name"], "keep");
+        assert_eq!(v["params"]["_meta"]["progressToken"], 3);
+        // A repeated name does not fit the fast path.
+        assert!(NamedCall::parse(br#"{"id":1,"params":{"name":"a","name":"b"}}"#).is_none());
+
+        let answer = Message::parse(bytes::Bytes::from_static(
+            br#"{"result":{"content":[{"id":"mcpgate-5","text":"x"}]},"jsonrpc":"2.0","id":"mcpgate-5"}"#,
+        ))
+        .unwrap();
+        let back = answer_with_id(&answer, &jsonrpc::string_id("c-1")).unwrap();
+        let v: Value = serde_json::from_slice(&back.raw).unwrap();
+        assert_eq!(v["id"], "c-1");
+        assert_eq!(
+            v["result"]["content"][0]["id"], "mcpgate-5",
+            "only the top-level id changes"
+        );
     }
 }

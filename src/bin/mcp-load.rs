@@ -195,6 +195,7 @@ async fn main() {
             }
         }
     }
+    let opened = sids.clone();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -244,6 +245,14 @@ async fn main() {
     }
     all.sort_unstable();
     let cpu_s = own_cpu_seconds();
+    // End the sessions (and their backends), so runs that follow start clean.
+    for sid in &opened {
+        let _ = client
+            .delete(&args.url)
+            .header("mcp-session-id", sid.as_str())
+            .send()
+            .await;
+    }
     println!(
         "{}",
         json!({
