@@ -38,9 +38,11 @@ pub struct PolicyConfig {
     /// Shown by `mcpgate policy explain`. Default `policies[N]`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Who the rule is for: `"alice@corp.com"`, `"@corp.com"` (a domain),
-    /// `"group:eng"` (a group or role from the identity provider, or a local
-    /// user's `groups`), `"service:ci-bot"` (a `serviceAuths` user), `"*"`.
+    /// Who the rule is for: `"alice@corp.com"`, `"@corp.com"` (a verified
+    /// domain: Google's Workspace domain, other providers' verified email
+    /// domain), `"group:eng"` (a group or role from the identity provider, or a
+    /// local user's `groups`), `"org:acme"` (a GitHub organization),
+    /// `"service:ci-bot"` (a `serviceAuths` user), `"*"`.
     pub subjects: Vec<String>,
     /// What it grants or denies: `"service:glob"` over tool and prompt names
     /// and resource URIs (`"github:list_*"`, `"filesystem:*"`, or just
