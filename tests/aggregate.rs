@@ -23,6 +23,19 @@ fn names(answer: &Value, field: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The HTTP status of an `initialize` at `url`.
+async fn initialize_status(url: &str) -> reqwest::StatusCode {
+    http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 async fn tool_names(c: &mut Mcp) -> Vec<String> {
     let msgs = c.request("tools/list", json!({})).await;
     names(msgs.last().expect("answer"), "tools", "name")
@@ -430,7 +443,8 @@ async fn colliding_names_are_refused_at_startup() {
     cli_ok([std::ffi::OsStr::new("check-config"), path.as_os_str()]);
 }
 
-/// Named groups serve a subset at `/<group>/mcp`; `/mcp` can be turned off.
+/// Named groups serve a subset at `/<group>/mcp`; `/mcp` can be turned off,
+/// or moved (`path`).
 #[tokio::test]
 async fn groups_serve_a_subset() {
     let gw = gateway(json!({
@@ -442,13 +456,16 @@ async fn groups_serve_a_subset() {
     c.initialize().await;
     let tools = tool_names(&mut c).await;
     assert!(tools.iter().all(|t| t.starts_with("b_")), "{tools:?}");
-    let resp = http()
-        .post(format!("{}/mcp", gw.url))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    assert_eq!(initialize_status(&format!("{}/mcp", gw.url)).await, 404);
+
+    let moved = gateway(json!({
+        "proxy": {"aggregate": {"path": "/all/mcp"}},
+        "mcpServers": {"a": stdio_service(), "b": stdio_service()},
+    }))
+    .await;
+    let mut c = Mcp::new(format!("{}/all/mcp", moved.url));
+    c.initialize().await;
+    let tools = tool_names(&mut c).await;
+    assert!(tools.contains(&"a_echo".to_string()) && tools.contains(&"b_echo".to_string()));
+    assert_eq!(initialize_status(&format!("{}/mcp", moved.url)).await, 404);
 }

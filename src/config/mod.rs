@@ -559,7 +559,39 @@ fn aggregate_settings(
             raw.services.as_ref(),
             &mut problem,
         );
-        endpoints.push((ServiceName::root(), list));
+        // `path`: `/mcp` (with `/sse`, `/message`), or `/<name>/mcp` (with
+        // `/<name>/sse`), served like a group of that name.
+        match raw.path.as_deref().map(str::trim) {
+            None | Some("/mcp") => endpoints.push((ServiceName::root(), list)),
+            Some(p) => {
+                let name = p
+                    .strip_prefix('/')
+                    .and_then(|r| r.strip_suffix("/mcp"))
+                    .filter(|n| !n.contains('/'));
+                match name.map(ServiceName::parse) {
+                    Some(Ok(_))
+                        if name
+                            .is_some_and(|n| known(n).is_some() || raw.groups.contains_key(n)) =>
+                    {
+                        problem(
+                            "proxy.aggregate.path".into(),
+                            format!(
+                                "{p:?} is already a service's or a group's path; choose another"
+                            ),
+                        )
+                    }
+                    Some(Ok(n)) => endpoints.push((n, list)),
+                    Some(Err(m)) => problem(
+                        "proxy.aggregate.path".into(),
+                        m.replace("service name", "the path's name"),
+                    ),
+                    None => problem(
+                        "proxy.aggregate.path".into(),
+                        format!("{p:?} must be \"/mcp\" or \"/<name>/mcp\" (e.g. \"/all/mcp\")"),
+                    ),
+                }
+            }
+        }
     }
     for (group, g) in &raw.groups {
         let path = format!("proxy.aggregate.groups.{group}");

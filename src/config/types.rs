@@ -82,6 +82,10 @@ pub struct AggregateConfig {
     /// Serve `/mcp` and `/sse`. Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Where it is served: `"/mcp"` (default; legacy SSE at `/sse`), or
+    /// `"/<name>/mcp"` (legacy SSE at `/<name>/sse`), e.g. `"/all/mcp"`.
+    #[serde(default)]
+    pub path: Option<String>,
     /// The services at `/mcp`. Default: all of them.
     #[serde(default)]
     pub services: Option<Vec<String>>,

@@ -49,7 +49,7 @@ pub async fn not_found(uri: Uri) -> Response {
 
 pub fn unknown_service(name: &str) -> Response {
     let message = if name == crate::config::AggregateSettings::ROOT {
-        "the aggregated endpoint /mcp is turned off on this gateway (proxy.aggregate.enabled); use /<service>/mcp".to_string()
+        "no aggregated endpoint is served at /mcp on this gateway (see proxy.aggregate: enabled, path); use /<service>/mcp".to_string()
     } else {
         format!("no service named {name:?} is configured on this gateway; check the URL")
     };
