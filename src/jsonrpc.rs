@@ -333,6 +333,59 @@ pub fn raw_result_response(id: &RequestId, result: &str) -> Message {
     }
 }
 
+/// The same message under another id: the id's bytes replaced, every other
+/// byte as it was (a large result or arguments are never parsed).
+pub fn with_id(msg: &Message, id: &RequestId) -> Option<Message> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+    }
+    let found: Id = serde_json::from_slice(&msg.raw).ok()?;
+    let raw = splice(
+        &msg.raw,
+        &mut [(span(&msg.raw, found.id)?, id.as_json().as_bytes())],
+    )?;
+    let kind = match &msg.kind {
+        Kind::Request { method, .. } => Kind::Request {
+            id: id.clone(),
+            method: method.clone(),
+        },
+        Kind::Response { .. } => Kind::Response {
+            id: Some(id.clone()),
+        },
+        Kind::Notification { .. } => return None,
+    };
+    Some(Message {
+        raw: Bytes::from(raw),
+        kind,
+    })
+}
+
+/// Where a borrowed part of `raw` lies in it.
+pub fn span(raw: &[u8], part: &serde_json::value::RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (part.get().as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    let end = start + part.get().len();
+    (end <= raw.len()).then_some(start..end)
+}
+
+/// `raw` with each range replaced (ranges must not overlap).
+pub fn splice(raw: &[u8], parts: &mut [(std::ops::Range<usize>, &[u8])]) -> Option<Vec<u8>> {
+    parts.sort_by_key(|(r, _)| r.start);
+    let mut out = Vec::with_capacity(raw.len() + 32);
+    let mut at = 0;
+    for (r, with) in parts.iter() {
+        if r.start < at {
+            return None;
+        }
+        out.extend_from_slice(&raw[at..r.start]);
+        out.extend_from_slice(with);
+        at = r.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    Some(out)
+}
+
 /// A message built (or rewritten) as a JSON value.
 pub fn from_value(v: &serde_json::Value) -> Option<Message> {
     Message::parse(Bytes::from(v.to_string())).ok()

@@ -71,6 +71,35 @@ async fn set_token(
         .await
 }
 
+/// With `mcp`'s GET stream open, Alice saves her Notes token at /my/tokens;
+/// returns once the stream carried `notifications/tools/list_changed`.
+async fn set_token_while_listening(mcp: &Mcp, base: &str, value: &str) {
+    use futures_util::StreamExt;
+    let mut get = mcp
+        .http
+        .get(&mcp.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", mcp.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(t) = &mcp.bearer {
+        get = get.bearer_auth(t);
+    }
+    let resp = get.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut browser = Browser::default();
+    let html = my_tokens(&mut browser, base, "alice@example.com", "pw-alice").await;
+    set_token(&mut browser, base, &html, value).await;
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("list_changed in time");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+}
+
 async fn start(storage: &str, keys: &[[u8; 32]]) -> (common::Proc, String) {
     let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -192,30 +221,7 @@ async fn a_session_without_a_token_explains_and_then_works_without_reconnecting(
     );
 
     // Listen for list_changed on the GET stream, then set the token.
-    let resp = mcp
-        .http
-        .get(&notes)
-        .bearer_auth(&alice.access)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", mcp.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut browser = Browser::default();
-    let html = my_tokens(&mut browser, &base, "alice@example.com", "pw-alice").await;
-    set_token(&mut browser, &base, &html, "nt_later_value_0000").await;
-    use futures_util::StreamExt;
-    let mut stream = resp.bytes_stream();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !seen.contains("notifications/tools/list_changed") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("list_changed in time");
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
+    set_token_while_listening(&mcp, &base, "nt_later_value_0000").await;
     // Same session, now the real server.
     assert_eq!(
         text_of(&mcp.call("env", json!({"name": "NOTES_TOKEN"})).await),
@@ -500,30 +506,7 @@ async fn the_aggregate_waits_for_each_persons_token_too() {
     let answer = mcp.call("notes_token_required", json!({})).await;
     assert!(text_of(&answer).contains("/my/tokens"), "{answer}");
 
-    let resp = mcp
-        .http
-        .get(&all)
-        .bearer_auth(&alice.access)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", mcp.session.clone().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut browser = Browser::default();
-    let html = my_tokens(&mut browser, &base, "alice@example.com", "pw-alice").await;
-    set_token(&mut browser, &base, &html, "nt_alice_in_aggregate").await;
-    use futures_util::StreamExt;
-    let mut stream = resp.bytes_stream();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !seen.contains("notifications/tools/list_changed") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("list_changed in time");
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
+    set_token_while_listening(&mcp, &base, "nt_alice_in_aggregate").await;
     let tools = names(mcp.request("tools/list", json!({})).await);
     assert!(tools.contains(&"notes_env".to_string()), "{tools:?}");
     assert_eq!(

@@ -279,7 +279,7 @@ impl Aggregate {
             Kind::Response { id: Some(id) } => {
                 let target = self.state().server_requests.remove(id.as_json());
                 if let Some((member, original)) = target
-                    && let Some(m) = with_id(&msg, &original)
+                    && let Some(m) = jsonrpc::with_id(&msg, &original)
                 {
                     self.send_to(member, m).await;
                 }
@@ -1233,7 +1233,7 @@ impl Aggregate {
                             jsonrpc::from_value(&v)
                         })
                 } else {
-                    answer_with_id(&msg, &f.client_id)
+                    jsonrpc::with_id(&msg, &f.client_id)
                 };
                 if let Some(m) = out {
                     self.to_client(m, None);
@@ -1257,7 +1257,7 @@ impl Aggregate {
                         .insert(outward.as_json().to_string(), (member, id.clone()));
                 }
                 let related = self.client_id_of(member, related);
-                if let Some(m) = with_id(&msg, &outward) {
+                if let Some(m) = jsonrpc::with_id(&msg, &outward) {
                     self.to_client(m, related);
                 }
             }
@@ -1406,11 +1406,11 @@ impl<'a> NamedCall<'a> {
     /// The same request under `id`, calling `name`.
     fn rebuild(&self, id: &RequestId, method: &str, name: &str) -> Option<Message> {
         let name_json = serde_json::to_string(name).ok()?;
-        let out = splice(
+        let out = jsonrpc::splice(
             self.raw,
             &mut [
-                (span(self.raw, self.id)?, id.as_json().as_bytes()),
-                (span(self.raw, self.name)?, name_json.as_bytes()),
+                (jsonrpc::span(self.raw, self.id)?, id.as_json().as_bytes()),
+                (jsonrpc::span(self.raw, self.name)?, name_json.as_bytes()),
             ],
         )?;
         Some(Message {
@@ -1423,61 +1423,9 @@ impl<'a> NamedCall<'a> {
     }
 }
 
-/// Where a borrowed part of `raw` lies in it.
-fn span(raw: &[u8], part: &serde_json::value::RawValue) -> Option<std::ops::Range<usize>> {
-    let start = (part.get().as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
-    let end = start + part.get().len();
-    (end <= raw.len()).then_some(start..end)
-}
-
-/// `raw` with each range replaced (ranges must not overlap).
-fn splice(raw: &[u8], parts: &mut [(std::ops::Range<usize>, &[u8])]) -> Option<Vec<u8>> {
-    parts.sort_by_key(|(r, _)| r.start);
-    let mut out = Vec::with_capacity(raw.len() + 32);
-    let mut at = 0;
-    for (r, with) in parts.iter() {
-        if r.start < at {
-            return None;
-        }
-        out.extend_from_slice(&raw[at..r.start]);
-        out.extend_from_slice(with);
-        at = r.end;
-    }
-    out.extend_from_slice(&raw[at..]);
-    Some(out)
-}
-
 /// The id a request forwarded to a member carries.
 fn internal_id(seq: u64) -> RequestId {
     jsonrpc::string_id(&format!("mcpgate-{seq}"))
-}
-
-/// An answer with another id, the rest of its bytes as they are (no parsing
-/// of what may be a large result).
-fn answer_with_id(msg: &Message, id: &RequestId) -> Option<Message> {
-    #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        id: &'a serde_json::value::RawValue,
-    }
-    let a: Answer = serde_json::from_slice(&msg.raw).ok()?;
-    let out = splice(
-        &msg.raw,
-        &mut [(span(&msg.raw, a.id)?, id.as_json().as_bytes())],
-    )?;
-    Some(Message {
-        raw: bytes::Bytes::from(out),
-        kind: Kind::Response {
-            id: Some(id.clone()),
-        },
-    })
-}
-
-/// The same message with another id (the rest of it unchanged).
-fn with_id(msg: &Message, id: &RequestId) -> Option<Message> {
-    let mut v: Value = serde_json::from_slice(&msg.raw).ok()?;
-    v["id"] = jsonrpc::id_value(id);
-    jsonrpc::from_value(&v)
 }
 
 /// The caller again, for looking up their per-service tokens.
@@ -1516,7 +1464,7 @@ mod tests {
             br#"{"result":{"content":[{"id":"mcpgate-5","text":"x"}]},"jsonrpc":"2.0","id":"mcpgate-5"}"#,
         ))
         .unwrap();
-        let back = answer_with_id(&answer, &jsonrpc::string_id("c-1")).unwrap();
+        let back = jsonrpc::with_id(&answer, &jsonrpc::string_id("c-1")).unwrap();
         let v: Value = serde_json::from_slice(&back.raw).unwrap();
         assert_eq!(v["id"], "c-1");
         assert_eq!(

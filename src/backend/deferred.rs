@@ -151,7 +151,7 @@ impl Deferred {
         let Some(init) = self.init.lock().ok().and_then(|i| i.clone()) else {
             return Ok(());
         };
-        let replay = with_id(&init, SETUP_INIT_ID)
+        let replay = jsonrpc::with_id(&init, &jsonrpc::string_id("mcpgate-setup-initialize"))
             .ok_or_else(|| BackendError::Connect("cannot replay initialize".into()))?;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiting.lock() {
@@ -205,11 +205,4 @@ impl Inbox for Deferred {
             inbox.backend_closed(reason);
         }
     }
-}
-
-/// The same request with another id (the rest of the bytes untouched).
-fn with_id(msg: &Message, id: &str) -> Option<Message> {
-    let mut value: serde_json::Value = serde_json::from_slice(&msg.raw).ok()?;
-    value["id"] = serde_json::from_str(id).ok()?;
-    Message::parse(bytes::Bytes::from(value.to_string())).ok()
 }

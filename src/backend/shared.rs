@@ -265,12 +265,6 @@ fn rewrite_cancel(msg: &Message, member: u64) -> Option<Message> {
     Message::parse(Bytes::from(v.to_string())).ok()
 }
 
-fn with_id(raw: &[u8], id: &RequestId) -> Option<Message> {
-    let mut v: Value = serde_json::from_slice(raw).ok()?;
-    v["id"] = serde_json::from_str(id.as_json()).ok()?;
-    Message::parse(Bytes::from(v.to_string())).ok()
-}
-
 impl Inbox for Shared {
     fn deliver(&self, msg: Message, related: Option<RequestId>) {
         match &msg.kind {
@@ -315,7 +309,7 @@ impl Inbox for Shared {
                     return;
                 };
                 if let (Some(inbox), Some(m)) =
-                    (self.member_inbox(member), with_id(&msg.raw, &original))
+                    (self.member_inbox(member), jsonrpc::with_id(&msg, &original))
                 {
                     inbox.deliver(m, Some(original));
                 }
