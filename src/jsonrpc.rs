@@ -26,6 +26,9 @@ pub mod code {
     pub const SESSION_LIMIT: i64 = -32002;
 }
 
+/// MCP protocol versions of the session era the gateway speaks, newest first.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
 /// A request id in canonical form, usable as a map key.
 ///
 /// Strings and numbers never collide (`"1"` and `1` are different ids), and the

@@ -5,14 +5,17 @@
 pub mod aggregate;
 pub mod auth;
 pub mod backend;
+pub mod caller;
 pub mod config;
 pub mod connect;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod oauth;
 pub mod policy;
 pub mod service;
 pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod util;
 pub mod web;

@@ -141,7 +141,7 @@ fn main() -> ExitCode {
                 eprintln!("the password is empty; type it (or pipe it) on stdin");
                 return ExitCode::FAILURE;
             }
-            match mcpgate::auth::password::hash(password) {
+            match mcpgate::util::password::hash(password) {
                 Ok(h) => {
                     println!("{h}");
                     ExitCode::SUCCESS
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
                 }
             };
             if let Some(a) = addr {
-                if !config::is_loopback(&a) && settings.auth.is_none() {
+                if !mcpgate::util::is_loopback(&a) && settings.auth.is_none() {
                     eprintln!(
                         "--addr {a} accepts connections from other machines, but no authentication is configured; use a loopback address such as 127.0.0.1:8080"
                     );
@@ -290,8 +290,8 @@ async fn run(mut settings: config::Settings) -> anyhow::Result<()> {
                 .map(|m| m.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            gw.url(&mcpgate::auth::resource_path(name.as_str(), "mcp")),
-            gw.url(&mcpgate::auth::resource_path(name.as_str(), "sse")),
+            gw.url(&mcpgate::config::endpoint_path(name.as_str(), "mcp")),
+            gw.url(&mcpgate::config::endpoint_path(name.as_str(), "sse")),
             gw.settings.aggregate.delimiter,
         );
     }

@@ -135,7 +135,7 @@ impl Service {
         Ok(Service {
             display_name: format!(
                 "all services at {}",
-                crate::auth::resource_path(name.as_str(), "mcp")
+                crate::config::endpoint_path(name.as_str(), "mcp")
             ),
             name,
             kind: Kind::Aggregate(members),

@@ -109,9 +109,9 @@ fn hash_password_prints_an_argon2id_hash_of_stdin() {
     assert!(out.status.success());
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    assert!(mcpgate::auth::password::verify("s3cret pass", &hash));
+    assert!(mcpgate::util::password::verify("s3cret pass", &hash));
     assert!(
-        !mcpgate::auth::password::verify("s3cret pass\n", &hash),
+        !mcpgate::util::password::verify("s3cret pass\n", &hash),
         "the newline is not part of it"
     );
 }

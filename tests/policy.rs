@@ -17,7 +17,7 @@ const RULES: &str = r#"[
 ]"#;
 
 fn config() -> Value {
-    let hash = |p: &str| mcpgate::auth::password::hash(p).expect("hash");
+    let hash = |p: &str| mcpgate::util::password::hash(p).expect("hash");
     json!({
         "proxy": {"auth": {
             "idp": {"provider": "local", "users": [

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::names;
-use crate::auth::UserId;
+use crate::caller::UserId;
 use crate::config::ServiceName;
 use crate::policy::ItemKind;
 

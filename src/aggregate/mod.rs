@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::auth::{Auth, ClientId, Principal, UserId};
+use crate::auth::{Auth, Principal};
 use crate::backend::{Backend, BackendError, Inbox, InboxRef, UserContext};
+use crate::caller::{ClientId, UserId};
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::policy::{ItemKind, Policy, Subject};
 use crate::service::Service;
@@ -79,7 +80,7 @@ struct Running {
 impl Running {
     fn expiring(&self) -> bool {
         self.expires_at
-            .is_some_and(|at| at - crate::auth::now_unix() < 30)
+            .is_some_and(|at| at - crate::util::now_unix() < 30)
     }
 }
 
@@ -357,8 +358,8 @@ impl Aggregate {
         let version = params
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .filter(|v| crate::transport::SUPPORTED_VERSIONS.contains(v))
-            .unwrap_or(crate::transport::SUPPORTED_VERSIONS[0]);
+            .filter(|v| crate::jsonrpc::SUPPORTED_VERSIONS.contains(v))
+            .unwrap_or(crate::jsonrpc::SUPPORTED_VERSIONS[0]);
         let has = |cap: &str| {
             catalogs
                 .iter()
@@ -399,7 +400,7 @@ impl Aggregate {
         Ok(json!({
             "protocolVersion": version,
             "capabilities": caps,
-            "serverInfo": {"name": format!("mcpgate ({})", crate::auth::resource_path(&self.name, "mcp")), "version": env!("CARGO_PKG_VERSION")},
+            "serverInfo": {"name": format!("mcpgate ({})", crate::config::endpoint_path(&self.name, "mcp")), "version": env!("CARGO_PKG_VERSION")},
             "instructions": instructions,
         })
         .to_string())
@@ -1019,7 +1020,7 @@ impl Aggregate {
         .map_err(|e| e.to_string())?;
         let params = self.state().client_init.clone().unwrap_or_else(|| {
             json!({
-                "protocolVersion": crate::transport::SUPPORTED_VERSIONS[0],
+                "protocolVersion": crate::jsonrpc::SUPPORTED_VERSIONS[0],
                 "capabilities": {},
                 "clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
             })

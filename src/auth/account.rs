@@ -22,7 +22,9 @@ use serde::Deserialize;
 use super::flow::{found, signed_in};
 use super::records::{BrowserSession, Consent, Family};
 use super::token::{Csrf, Token};
-use super::{Auth, ClientId, FamilyId, secure_eq};
+use super::{Auth, FamilyId};
+use crate::caller::ClientId;
+use crate::util::secure_eq;
 use crate::web::{self, escape, hidden};
 
 pub async fn consents_page(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {

@@ -58,8 +58,8 @@ use reqwest::header;
 use serde_json::{Map, Value};
 use url::{Host, Url};
 
-use super::error::{ErrorCode, OAuthError};
-use super::redirect::RedirectUri;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::redirect::RedirectUri;
 
 /// The draft's URL length is not bounded; this keeps cache keys and error
 /// messages small.

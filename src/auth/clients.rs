@@ -16,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ErrorCode, OAuthError};
+use super::Auth;
 use super::records::{ClientFingerprint, RegisteredClient};
-use super::redirect::RedirectUri;
-use super::{Auth, ClientId, now_unix, random_id, secure_eq, sha256_hex};
+use crate::caller::ClientId;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::redirect::RedirectUri;
+use crate::util::{now_unix, random_id, secure_eq, sha256_hex};
 
 #[derive(Debug, Clone)]
 pub struct Client {

@@ -26,13 +26,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use url::Url;
 
-use super::error::{ErrorCode, OAuthError};
 use super::idp::Identity;
 use super::records::{BrowserSession, CodeGrant, Consent, PendingAuthorization};
-use super::redirect::{self, Outcome};
 use super::token::{AuthorizationCode, Browser, Csrf, LoginState, Token};
-use super::{Audience, Auth, FamilyId, Login, UserId, now_unix, secure_eq};
+use super::{Audience, Auth, FamilyId, Login};
+use crate::caller::UserId;
 use crate::config::auth::AccessPolicy;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::redirect::{self, Outcome};
+use crate::util::{now_unix, secure_eq};
 use crate::web::{self, escape, hidden};
 
 /// How long a person has to sign in and consent.
@@ -273,7 +275,7 @@ pub async fn my_sign_in(
     }
     let (browser, new_cookie) = browser_binding(&auth, &headers);
     let pending = PendingAuthorization {
-        client_id: super::ClientId::new("mcpgate"),
+        client_id: crate::caller::ClientId::new("mcpgate"),
         client_name: Some("mcpgate".into()),
         redirect_uri: target,
         redirect_uri_sent: false,
@@ -516,7 +518,7 @@ pub async fn login_submit(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_string());
-    let ok = tokio::task::spawn_blocking(move || super::password::verify(&password, &stored))
+    let ok = tokio::task::spawn_blocking(move || crate::util::password::verify(&password, &stored))
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
@@ -545,7 +547,7 @@ pub async fn login_submit(
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| super::password::hash("not a real password").unwrap_or_default())
+    DUMMY.get_or_init(|| crate::util::password::hash("not a real password").unwrap_or_default())
 }
 
 // ---- upstream sign-in -----------------------------------------------------------

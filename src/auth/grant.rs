@@ -24,12 +24,14 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::clients::{Client, too_many};
-use super::error::{ErrorCode, OAuthError};
 use super::flow::is_pkce_value;
 use super::jwt::AccessClaims;
 use super::records::{CodeGrant, Family, RedeemedCode, RefreshGrant};
 use super::token::{AuthorizationCode, Refresh, Token};
-use super::{Audience, Auth, ClientId, FamilyId, UserId, now_unix, random_id, secure_eq};
+use super::{Audience, Auth, FamilyId};
+use crate::caller::{ClientId, UserId};
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::util::{now_unix, random_id, secure_eq};
 
 /// How long a redeemed code is remembered for replay detection.
 const REDEEMED_MEMORY: Duration = Duration::from_secs(3600);

@@ -24,9 +24,11 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::FamilyId;
 use super::records::SigningKeyRecord;
-use super::{ClientId, FamilyId, UserId, now_unix};
+use crate::caller::{ClientId, UserId};
 use crate::store::Store;
+use crate::util::now_unix;
 
 pub const TOKEN_TYPE: &str = "at+jwt";
 
@@ -239,7 +241,7 @@ fn generate() -> Result<SigningKeyRecord, KeyError> {
     let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|e| KeyError::Generate(e.to_string()))?;
     let now = now_unix();
-    let kid = format!("mg-{now}-{}", &super::random_id()[..8]);
+    let kid = format!("mg-{now}-{}", &crate::util::random_id()[..8]);
     Ok(SigningKeyRecord {
         kid,
         pkcs8: STANDARD.encode(doc.as_ref()),

@@ -107,7 +107,7 @@ async fn resource(
         return (StatusCode::NOT_FOUND, "no such resource").into_response();
     }
     document(json!({
-        "resource": auth.url(&super::resource_path(&service, &endpoint)),
+        "resource": auth.url(&crate::config::endpoint_path(&service, &endpoint)),
         "authorization_servers": [auth.issuer],
         "scopes_supported": scopes,
         "bearer_methods_supported": ["header"],
@@ -140,6 +140,6 @@ async fn jwks(State(auth): State<Arc<Auth>>) -> Response {
 pub fn resource_metadata_url(auth: &Auth, service: &str, endpoint: &str) -> String {
     auth.url(&format!(
         "/.well-known/oauth-protected-resource{}",
-        super::resource_path(service, endpoint)
+        crate::config::endpoint_path(service, endpoint)
     ))
 }

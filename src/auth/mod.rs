@@ -23,70 +23,32 @@
 pub mod account;
 pub mod cimd;
 pub mod clients;
-pub mod error;
 pub mod flow;
 pub mod grant;
 pub mod idp;
 pub mod jwt;
 pub mod metadata;
-pub mod password;
 mod ratelimit;
 pub mod records;
-pub mod redirect;
 pub mod resource;
 pub mod token;
 pub mod upstream;
 pub mod user_tokens;
 
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::routing::{get, post};
-use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::caller::{ClientId, UserId};
 use crate::config::Settings;
 use crate::config::auth::{AuthSettings, IdpSettings};
 use crate::store::{Store, StoreSpec};
-
-/// Who a person is at the gateway: `<provider>:<subject>` (stable across email changes).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn new(s: impl Into<String>) -> UserId {
-        UserId(s.into())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An OAuth client's id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ClientId(String);
-
-impl ClientId {
-    pub fn new(s: impl Into<String>) -> ClientId {
-        ClientId(s.into())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use crate::util::random_id;
 
 /// One authorization and every token refreshed from it; revoked as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,7 +174,8 @@ impl Auth {
                     scopes: vec!["openid".into(), "email".into(), "profile".into()],
                     groups_claim: None,
                     google_hosted_domain: google_hint(&auth.policy.domains),
-                    allow_insecure_http: is_loopback_url(issuer),
+                    allow_insecure_http: Url::parse(issuer)
+                        .is_ok_and(|u| crate::util::is_loopback_url(&u)),
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("proxy.auth.idp (google): {e}"))?,
@@ -231,7 +194,8 @@ impl Auth {
                     scopes: scopes.clone(),
                     groups_claim: groups_claim.clone(),
                     google_hosted_domain: None,
-                    allow_insecure_http: is_loopback_url(issuer),
+                    allow_insecure_http: Url::parse(issuer)
+                        .is_ok_and(|u| crate::util::is_loopback_url(&u)),
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("proxy.auth.idp (oidc): {e}"))?,
@@ -267,7 +231,7 @@ impl Auth {
             && settings
                 .base_url
                 .host_str()
-                .is_some_and(crate::config::is_loopback_host));
+                .is_some_and(crate::util::is_loopback_host));
         let sealer = crate::store::sealed::Sealer::new(
             &auth.encryption_keys.iter().map(|k| k.0).collect::<Vec<_>>(),
         );
@@ -394,7 +358,7 @@ impl Auth {
 
     /// The resource URI of a service (RFC 8707, RFC 9728).
     pub fn resource_url(&self, service: &str) -> String {
-        self.url(&resource_path(service, "mcp"))
+        self.url(&crate::config::endpoint_path(service, "mcp"))
     }
 
     /// The JWT `aud` for an audience.
@@ -521,7 +485,7 @@ impl Auth {
             r.insert(family.clone());
         }
         let record = records::RevokedFamily {
-            revoked_at: now_unix(),
+            revoked_at: crate::util::now_unix(),
             reason: why.to_string(),
         };
         if let Err(e) = self
@@ -601,50 +565,4 @@ fn google_hint(domains: &[String]) -> Option<String> {
         [one] => Some(one.clone()),
         _ => None,
     }
-}
-
-fn is_loopback_url(u: &str) -> bool {
-    Url::parse(u)
-        .ok()
-        .and_then(|u| u.host_str().map(crate::config::is_loopback_host))
-        .unwrap_or(false)
-}
-
-/// The path of a resource: `/<service>/mcp`, or `/mcp` (`/sse`) for the root
-/// aggregated endpoint.
-pub fn resource_path(service: &str, endpoint: &str) -> String {
-    if service == crate::config::AggregateSettings::ROOT {
-        format!("/{endpoint}")
-    } else {
-        format!("/{service}/{endpoint}")
-    }
-}
-
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// 128 random bits, base64url.
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Lower-case hex SHA-256, for fingerprints and secret hashes.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Constant-time equality of two strings (of possibly different lengths).
-pub fn secure_eq(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }

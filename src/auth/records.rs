@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::idp::Identity;
-use super::{Audience, ClientId, FamilyId, UserId};
+use super::{Audience, FamilyId};
+use crate::caller::{ClientId, UserId};
 use crate::store::Record;
 
 /// A client registered through `/register`. Key: its client id.

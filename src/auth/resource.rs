@@ -15,10 +15,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ErrorCode, OAuthError};
 use super::metadata::resource_metadata_url;
 use super::{Audience, Principal};
 use crate::gateway::Gateway;
+use crate::oauth::error::{ErrorCode, OAuthError};
 
 pub async fn authenticate(
     State(gw): State<Arc<Gateway>>,
@@ -160,9 +160,9 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
     let (scheme, value) = header.split_once(' ')?;
     let value = value.trim();
     let principal = |user: &str, user_token: &Option<String>| Principal {
-        user: super::UserId::new(format!("service:{user}")),
+        user: crate::caller::UserId::new(format!("service:{user}")),
         email: user.to_string(),
-        client_id: super::ClientId::new("service-auth"),
+        client_id: crate::caller::ClientId::new("service-auth"),
         scopes: svc.required_scopes.clone(),
         user_token: user_token.clone(),
         groups: Vec::new(),
@@ -170,7 +170,7 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
         domain: None,
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        let presented = super::sha256_hex(value.as_bytes());
+        let presented = crate::util::sha256_hex(value.as_bytes());
         // Every configured token is compared, in constant time, whatever matches.
         let mut found = None;
         for a in &svc.service_auths {
@@ -181,7 +181,7 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
             } = a
             {
                 for t in tokens {
-                    if super::secure_eq(&super::sha256_hex(t.as_bytes()), &presented)
+                    if crate::util::secure_eq(&crate::util::sha256_hex(t.as_bytes()), &presented)
                         && found.is_none()
                     {
                         found = Some(principal(user, user_token));
@@ -198,7 +198,7 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
             .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (name, password) = text.split_once(':')?;
-        let presented = super::sha256_hex(password.as_bytes());
+        let presented = crate::util::sha256_hex(password.as_bytes());
         let mut found = None;
         for a in &svc.service_auths {
             if let ServiceAuthConfig::Basic {
@@ -208,8 +208,11 @@ fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal
                 user_token,
             } = a
             {
-                let ok = super::secure_eq(username, name)
-                    & super::secure_eq(&super::sha256_hex(expected.as_bytes()), &presented);
+                let ok = crate::util::secure_eq(username, name)
+                    & crate::util::secure_eq(
+                        &crate::util::sha256_hex(expected.as_bytes()),
+                        &presented,
+                    );
                 if ok && found.is_none() {
                     found = Some(principal(user.as_deref().unwrap_or(username), user_token));
                 }

@@ -34,14 +34,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::Auth;
 use super::account::form_session;
 use super::flow::{found, signed_in};
 use super::token::{LoginState, Token};
 use super::user_tokens::{self, Source, UserToken, UserTokenError};
-use super::{Auth, UserId, now_unix};
+use crate::caller::UserId;
 use crate::config::UserAuthConfig;
 use crate::store::Record;
 use crate::store::sealed::Sealed;
+use crate::util::now_unix;
 use crate::web;
 
 /// How long a started Connect may take at the provider.

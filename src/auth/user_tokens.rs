@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Auth, UserId, now_unix};
+use super::Auth;
+use crate::caller::UserId;
 use crate::store::Record;
 use crate::store::sealed::{SealError, Sealed, Sealer};
+use crate::util::now_unix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

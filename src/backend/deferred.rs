@@ -77,8 +77,8 @@ impl Deferred {
             "initialize" => {
                 let version = msg
                     .initialize_version()
-                    .filter(|v| crate::transport::SUPPORTED_VERSIONS.contains(&v.as_str()))
-                    .unwrap_or_else(|| crate::transport::SUPPORTED_VERSIONS[0].to_string());
+                    .filter(|v| crate::jsonrpc::SUPPORTED_VERSIONS.contains(&v.as_str()))
+                    .unwrap_or_else(|| crate::jsonrpc::SUPPORTED_VERSIONS[0].to_string());
                 if let Ok(mut init) = self.init.lock() {
                     *init = Some(msg.clone());
                 }

@@ -216,10 +216,10 @@ impl Backend {
             // a process with the new one (the old process ends with its sessions).
             let key = user.map(|u| {
                 (
-                    crate::auth::UserId::new(u.sub.clone()),
+                    crate::caller::UserId::new(u.sub.clone()),
                     u.token
                         .as_deref()
-                        .map(|t| crate::auth::sha256_hex(t.as_bytes())),
+                        .map(|t| crate::util::sha256_hex(t.as_bytes())),
                 )
             });
             return pool.join(service, key, user, inbox).await;

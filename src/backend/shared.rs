@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{Backend, BackendError, Inbox, InboxRef, UserContext};
-use crate::auth::UserId;
+use crate::caller::UserId;
 use crate::jsonrpc::{self, Kind, Message, RequestId};
 use crate::service::Service;
 

@@ -12,8 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use url::Url;
 
-use super::{DurationStr, Problem, is_loopback_host};
-use crate::auth::password;
+use super::{DurationStr, Problem};
+use crate::util::is_loopback_host;
+use crate::util::password;
 
 /// The `proxy.auth` block.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -555,7 +556,7 @@ impl AuthConfig {
                 );
             }
             for (j, r) in c.redirect_uris.iter().enumerate() {
-                if let Err(e) = crate::auth::redirect::RedirectUri::register(r) {
+                if let Err(e) = crate::oauth::redirect::RedirectUri::register(r) {
                     problem(
                         &format!("clients[{i}].redirectUris[{j}]"),
                         e.description.to_string(),

@@ -654,18 +654,14 @@ fn typed<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Whether an address only accepts connections from this machine.
-pub fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
-
-/// Whether a host name (as in a URL or `Host` header, IPv6 in brackets or not)
-/// names this machine.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// The path of a resource: `/<service>/mcp`, or `/mcp` (`/sse`) for the root
+/// aggregated endpoint.
+pub fn endpoint_path(service: &str, endpoint: &str) -> String {
+    if service == AggregateSettings::ROOT {
+        format!("/{endpoint}")
+    } else {
+        format!("/{service}/{endpoint}")
+    }
 }
 
 #[cfg(test)]

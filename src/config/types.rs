@@ -10,7 +10,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::auth::AuthConfig;
-use super::{BackendSpec, IpRange, Limits, Problem, Service, Settings, is_loopback};
+use super::{BackendSpec, IpRange, Limits, Problem, Service, Settings};
+use crate::util::is_loopback;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]

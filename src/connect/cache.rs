@@ -111,7 +111,7 @@ impl Cache {
             .map_err(|e| format!("cannot make the token cache {} private: {e}", dir.display()))?;
         // A hash, not the URL: URLs have characters file systems dislike, and
         // the file name then says nothing about where the user signs in.
-        let name = crate::auth::sha256_hex(server.as_str().as_bytes());
+        let name = crate::util::sha256_hex(server.as_str().as_bytes());
         let name = &name[..32];
         Ok(Cache {
             dir: dir.to_path_buf(),
@@ -140,7 +140,7 @@ impl Cache {
         let tmp = self.dir.join(format!(
             ".{}.{}.tmp",
             std::process::id(),
-            crate::auth::random_id()
+            crate::util::random_id()
         ));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()

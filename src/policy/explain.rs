@@ -57,7 +57,7 @@ pub async fn explain(
         let in_aggregates: Vec<String> = endpoints
             .iter()
             .filter(|(_, members)| members.contains(&svc.name))
-            .map(|(e, _)| crate::auth::resource_path(e.as_str(), "mcp"))
+            .map(|(e, _)| crate::config::endpoint_path(e.as_str(), "mcp"))
             .collect();
         writeln!(
             out,

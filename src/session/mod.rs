@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 pub use id::SessionId;
 pub use registry::{Registry, Reservation};
 
-use crate::auth::UserId;
 use crate::backend::{Backend, BackendError, Inbox, InboxRef};
+use crate::caller::UserId;
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::service::Service;
 
@@ -234,7 +234,7 @@ impl Session {
             owner,
             client_id: user.as_ref().map(|u| u.client_id.clone()),
             token_deadline: user.as_ref().and_then(|u| u.token_expires_at).map(|at| {
-                let left = at - crate::auth::now_unix() - 30;
+                let left = at - crate::util::now_unix() - 30;
                 Instant::now() + Duration::from_secs(left.max(0) as u64)
             }),
             me: me.clone(),

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::{Session, SessionId};
-use crate::auth::UserId;
+use crate::caller::UserId;
 use crate::config::ServiceName;
 
 /// All open sessions, by id.

@@ -14,9 +14,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::reply;
-use crate::config::{Settings, is_loopback_host};
+use crate::config::Settings;
 use crate::gateway::Gateway;
 use crate::jsonrpc::code;
+use crate::util::is_loopback_host;
 
 pub struct OriginPolicy {
     own: String,

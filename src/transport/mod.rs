@@ -45,9 +45,6 @@ use crate::gateway::Gateway;
 
 pub use edge::OriginPolicy;
 
-/// MCP protocol versions the gateway's transports speak, newest first.
-pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-
 pub fn router(gw: Arc<Gateway>) -> Router {
     let streamable_routes = || {
         get(streamable::get)

@@ -50,7 +50,7 @@ pub async fn connect(
     let endpoint = format!(
         "{}{}?sessionId={}",
         gw.settings.base_path(),
-        crate::auth::resource_path(svc.name.as_str(), "message"),
+        crate::config::endpoint_path(svc.name.as_str(), "message"),
         session.id.as_str()
     );
     // The session ends when the client goes away: there is no way back to it.

@@ -15,10 +15,12 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 
-use super::{SUPPORTED_VERSIONS, reply};
-use crate::auth::{Principal, UserId};
+use super::reply;
+use crate::auth::Principal;
 use crate::backend::UserContext;
+use crate::caller::UserId;
 use crate::gateway::Gateway;
+use crate::jsonrpc::SUPPORTED_VERSIONS;
 use crate::jsonrpc::{self, Incoming, code};
 use crate::service::Service;
 use crate::session::{OpenError, Outgoing, Reservation, Session, StreamReceiver, SubmitError};

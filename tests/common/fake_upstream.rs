@@ -132,7 +132,7 @@ impl FakeUpstream {
 }
 
 fn random() -> String {
-    mcpgate::auth::random_id()
+    mcpgate::util::random_id()
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {

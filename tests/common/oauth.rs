@@ -14,7 +14,7 @@ pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// A gateway config with the local provider: alice and bob, password "pw-<name>".
 pub fn local_auth(storage: &str) -> Value {
-    let hash = |p: &str| mcpgate::auth::password::hash(p).expect("hash");
+    let hash = |p: &str| mcpgate::util::password::hash(p).expect("hash");
     json!({
         "idp": {"provider": "local", "users": [
             {"email": "alice@example.com", "passwordHash": hash("pw-alice"), "name": "Alice"},
@@ -151,7 +151,7 @@ pub struct Pkce {
 
 pub fn pkce() -> Pkce {
     let verifier = format!("v{}", "0123456789abcdefghij".repeat(3));
-    let verifier = format!("{verifier}{}", mcpgate::auth::random_id());
+    let verifier = format!("{verifier}{}", mcpgate::util::random_id());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(Sha256::digest(verifier.as_bytes()));
     Pkce {

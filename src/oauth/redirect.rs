@@ -14,7 +14,7 @@ use std::fmt;
 use url::Url;
 
 use super::error::{ErrorCode, OAuthError};
-use crate::config::is_loopback_host;
+use crate::util::is_loopback_host;
 
 /// Schemes that must never receive an authorization response.
 const FORBIDDEN_SCHEMES: &[&str] = &[

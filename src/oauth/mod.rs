@@ -1,0 +1,10 @@
+//! The OAuth vocabulary both sides of mcpgate share: the RFC error codes with
+//! their wire names ([`error`]) and the redirect URI rules with the one function
+//! that builds a redirect back to a client ([`redirect`]).
+//!
+//! It sits below `config` (which validates configured redirect URIs with these
+//! rules), `auth` (the authorization server) and `connect` (the client), and
+//! imports nothing of theirs.
+
+pub mod error;
+pub mod redirect;
