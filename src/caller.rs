@@ -5,6 +5,9 @@
 //! the authorization server.
 
 use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,5 +42,153 @@ impl ClientId {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The caller of an MCP request, from the edge (where its token is verified)
+/// to the start of a backend (where its values fill the service's settings).
+/// Sessions are bound to it, policies judge it, audit records name it: one type
+/// all the way, so nothing about the caller is lost between layers.
+#[derive(Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub email: String,
+    pub client_id: ClientId,
+    pub scopes: Vec<String>,
+    /// Groups or roles from the identity provider; GitHub organizations as `org:<login>`.
+    pub groups: Vec<String>,
+    /// The domain that proves membership (Google: the Workspace domain, not
+    /// the address's; others: the verified email's domain).
+    pub domain: Option<String>,
+    /// A `serviceAuths` caller: its configured `user`.
+    pub service_identity: Option<String>,
+    /// A `serviceAuths` caller's configured token for `{"$userToken": ...}`.
+    pub configured_token: Option<String>,
+    /// Where this person's own tokens for services are kept (the
+    /// authorization server); `None` for callers that have none.
+    pub tokens: Option<Arc<dyn PersonalTokens>>,
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user)
+            .field("email", &self.email)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("groups", &self.groups)
+            .field("domain", &self.domain)
+            .field("service_identity", &self.service_identity)
+            .field(
+                "configured_token",
+                &self.configured_token.as_ref().map(|_| "(set)"),
+            )
+            .finish()
+    }
+}
+
+/// A person's own token for one service, as its backend gets it.
+#[derive(Clone)]
+pub struct PersonalToken {
+    pub value: String,
+    /// When it expires (upstream OAuth tokens), unix seconds: sessions using
+    /// it end shortly before, so an expired token is never sent.
+    pub expires_at: Option<i64>,
+}
+
+impl fmt::Debug for PersonalToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersonalToken")
+            .field("value", &"(redacted)")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a person's token could not be read (the message names the fix).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenUnavailable(pub String);
+
+/// Where people's own tokens for services are kept: implemented by the
+/// authorization server, used by whatever starts a backend for a person.
+pub trait PersonalTokens: Send + Sync {
+    /// This person's token for `service`, if they have set one (an upstream
+    /// OAuth token is refreshed first when it is about to expire).
+    fn token<'a>(
+        &'a self,
+        user: &'a UserId,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersonalToken>, TokenUnavailable>>;
+
+    /// Where a person sets their tokens (`/my/tokens`).
+    fn setup_url(&self) -> String;
+}
+
+impl Caller {
+    /// The token this caller's backend of `service` gets: a machine client's
+    /// configured one, else the person's own, else none.
+    pub async fn token_for(
+        &self,
+        service: &str,
+    ) -> Result<Option<PersonalToken>, TokenUnavailable> {
+        if let Some(t) = &self.configured_token {
+            return Ok(Some(PersonalToken {
+                value: t.clone(),
+                expires_at: None,
+            }));
+        }
+        match &self.tokens {
+            Some(store) => store.token(&self.user, service).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Where this caller sets their tokens, if anywhere.
+    pub fn setup_url(&self) -> Option<String> {
+        self.tokens.as_ref().map(|t| t.setup_url())
+    }
+}
+
+impl Caller {
+    /// A person known only by email and groups (the domain taken from the
+    /// address), as `mcpgate policy explain --user` describes one.
+    pub fn person(email: &str, groups: Vec<String>) -> Caller {
+        let email = email.to_ascii_lowercase();
+        Caller {
+            user: UserId::new(format!("email:{email}")),
+            domain: email.rsplit_once('@').map(|(_, d)| d.to_string()),
+            email,
+            client_id: ClientId::new("-"),
+            scopes: Vec::new(),
+            groups,
+            service_identity: None,
+            configured_token: None,
+            tokens: None,
+        }
+    }
+
+    /// A machine client known by its `serviceAuths` user.
+    pub fn machine(name: &str) -> Caller {
+        Caller {
+            user: UserId::new(format!("service:{name}")),
+            email: name.to_string(),
+            client_id: ClientId::new("service-auth"),
+            scopes: Vec::new(),
+            groups: Vec::new(),
+            domain: None,
+            service_identity: Some(name.to_string()),
+            configured_token: None,
+            tokens: None,
+        }
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.service_identity {
+            Some(s) => write!(f, "service:{s}"),
+            None => f.write_str(&self.email),
+        }
     }
 }

@@ -11,36 +11,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::backend::process;
-use crate::config::{ServiceName, Settings};
+use crate::config::Settings;
+use crate::route::Routes;
 use crate::service::Service;
 use crate::session::Registry;
-use crate::transport::OriginPolicy;
+use crate::transport::{AppState, OriginPolicy};
 
+/// The gateway: the handlers' shared state, and what runs beside them.
 pub struct Gateway {
-    pub settings: Settings,
-    pub services: HashMap<ServiceName, Arc<Service>>,
-    pub sessions: Arc<Registry>,
-    pub shutdown: CancellationToken,
-    /// Which browser origins and hosts may call the MCP endpoints.
-    pub origins: OriginPolicy,
-    /// The authorization server, when `proxy.auth` is configured.
-    pub auth: Option<Arc<Auth>>,
+    pub state: Arc<AppState>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
 }
 
 impl Gateway {
     pub fn new(settings: Settings, auth: Option<Arc<Auth>>) -> anyhow::Result<Arc<Gateway>> {
-        let access = Arc::new(crate::aggregate::Access {
-            policy: settings.policy.clone(),
-            catalogs: crate::aggregate::catalog::Catalogs::new(settings.aggregate.cache_ttl),
-            delimiter: settings.aggregate.delimiter.clone(),
-            page_size: settings.aggregate.page_size,
-            auth: auth.clone(),
-        });
         let mut services = HashMap::new();
         for s in &settings.services {
             services.insert(
                 s.name.clone(),
-                Arc::new(Service::new(s, settings.shutdown_grace, access.clone())?),
+                Arc::new(Service::new(s, settings.shutdown_grace)?),
             );
         }
         for (name, members) in &settings.aggregate.endpoints {
@@ -48,38 +43,20 @@ impl Gateway {
                 .iter()
                 .filter_map(|m| services.get(m).cloned())
                 .collect();
-            let aggregate = Service::aggregate(
-                name.clone(),
-                members,
-                settings.shutdown_grace,
-                access.clone(),
-            )?;
+            let aggregate = Service::aggregate(name.clone(), members, settings.shutdown_grace)?;
             services.insert(name.clone(), Arc::new(aggregate));
         }
         Ok(Arc::new(Gateway {
-            origins: OriginPolicy::new(&settings),
-            settings,
-            services,
-            sessions: Arc::new(Registry::default()),
-            shutdown: CancellationToken::new(),
-            auth,
+            state: Arc::new(AppState {
+                origins: OriginPolicy::new(&settings),
+                routes: Routes::new(&settings),
+                settings,
+                services,
+                sessions: Arc::new(Registry::default()),
+                shutdown: CancellationToken::new(),
+                auth,
+            }),
         }))
-    }
-
-    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
-        let name = if name == crate::config::AggregateSettings::ROOT {
-            ServiceName::root()
-        } else {
-            ServiceName::parse(name).ok()?
-        };
-        self.services.get(&name)
-    }
-
-    /// Public URL of a path on this gateway (base path included).
-    pub fn url(&self, path: &str) -> String {
-        let mut base = self.settings.base_url.clone();
-        base.set_path(&format!("{}{}", self.settings.base_path(), path));
-        base.to_string()
     }
 
     /// When a person sets their token for a service, their sessions that were
@@ -102,7 +79,7 @@ impl Gateway {
                 };
                 // What the service offers this person may change with the token.
                 if let Some(svc) = gw.service(&service) {
-                    svc.access
+                    gw.routes
                         .catalogs
                         .invalidate(&(svc.name.clone(), Some(user.clone())));
                 }
@@ -139,14 +116,15 @@ impl Gateway {
                 if waiting.is_empty() {
                     continue;
                 }
-                let token = match auth.user_token(&user, &service).await {
-                    Ok(Some(t)) => t,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(service, "cannot read a token just set: {e}");
-                        continue;
-                    }
-                };
+                let token =
+                    match crate::caller::PersonalTokens::token(&*auth, &user, &service).await {
+                        Ok(Some(t)) => t,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(service, "cannot read a token just set: {e}");
+                            continue;
+                        }
+                    };
                 for d in waiting {
                     let token = token.clone();
                     let service = service.clone();
@@ -209,7 +187,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()
     process::become_subreaper();
     gw.spawn_housekeeping();
     gw.spawn_token_watch();
-    let app = crate::transport::router(gw.clone());
+    let app = crate::transport::router(gw.state.clone());
 
     let signal_gw = gw.clone();
     tokio::spawn(async move {

@@ -11,19 +11,41 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// JSON-RPC error codes the gateway itself produces.
+/// JSON-RPC error codes the gateway itself produces: each code has one
+/// meaning, and this is the one list of them (docs/protocol.md repeats it).
 pub mod code {
+    /// The body is not JSON.
     pub const PARSE_ERROR: i64 = -32700;
+    /// The HTTP request or the JSON-RPC envelope is not acceptable as sent
+    /// (media types, missing headers, batch rules, Origin); the HTTP status
+    /// says which.
     pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method, or nothing (no service) is served at this URL.
     pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// The parameters name nothing this caller can use (an unknown or hidden
+    /// tool or prompt).
     pub const INVALID_PARAMS: i64 = -32602;
+    /// A fault of the gateway itself.
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// Implementation-defined server errors (-32000..-32099). -32000 is also what
-    /// legacy servers answer to requests for an unsupported protocol version.
+    /// The service's backend could not be started or reached, or it died.
+    /// (Until MCP 2026-07-28 is served, also the answer a session-era server
+    /// gives to a sessionless request for a protocol version it does not
+    /// speak, so that dual-era clients fall back to `initialize`.)
     pub const BACKEND_UNAVAILABLE: i64 = -32000;
-    pub const SERVER_ERROR: i64 = -32000;
+    /// The backend did not answer within the service's `requestTimeout`.
     pub const REQUEST_TIMEOUT: i64 = -32001;
-    pub const SESSION_LIMIT: i64 = -32002;
+    /// `resources/read` of a resource that does not exist or that this
+    /// caller may not see (MCP's session-era code; the two are not told apart).
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The session named by `Mcp-Session-Id` (or `sessionId`) does not exist,
+    /// ended, or is not this caller's (HTTP 404: initialize again).
+    pub const SESSION_NOT_FOUND: i64 = -32003;
+    /// A limit on sessions was reached: the service's `maxSessions` (503) or
+    /// the person's `maxSessionsPerUser` (429).
+    pub const LIMIT_REACHED: i64 = -32004;
+    /// The service needs the person's own token, which they have not set
+    /// (the message says where to set it).
+    pub const TOKEN_REQUIRED: i64 = -32005;
 }
 
 /// MCP protocol versions of the session era the gateway speaks, newest first.
@@ -510,7 +532,7 @@ mod tests {
             .expect("valid")
             .request_id()
             .cloned();
-        let e = error_response(id.as_ref(), -32001, "slow \"svc\"", None);
+        let e = error_response(id.as_ref(), code::REQUEST_TIMEOUT, "slow \"svc\"", None);
         let v: serde_json::Value = serde_json::from_slice(&e.raw).expect("json");
         assert_eq!(v["id"], "x");
         assert_eq!(v["error"]["code"], -32001);

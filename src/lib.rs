@@ -2,16 +2,17 @@
 //!
 //! See `docs/architecture.md` for the map of these modules and the life of a request.
 
-pub mod aggregate;
 pub mod auth;
 pub mod backend;
 pub mod caller;
+pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod oauth;
 pub mod policy;
+pub mod route;
 pub mod service;
 pub mod session;
 pub mod store;

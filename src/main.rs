@@ -322,7 +322,7 @@ fn policy_explain(
         }
     };
     let subject = match (user, service_identity) {
-        (_, Some(s)) => mcpgate::policy::Subject::service(&s),
+        (_, Some(s)) => mcpgate::caller::Caller::machine(&s),
         (Some(email), None) => {
             // A local user's groups come from the configuration.
             if let Some(config::auth::IdpSettings::Local { users }) =
@@ -331,7 +331,7 @@ fn policy_explain(
             {
                 groups.extend(u.groups.iter().cloned());
             }
-            mcpgate::policy::Subject::person(&email, groups)
+            mcpgate::caller::Caller::person(&email, groups)
         }
         (None, None) => {
             eprintln!("name who to explain for: --user EMAIL or --service-identity NAME");
@@ -345,9 +345,7 @@ fn policy_explain(
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(mcpgate::policy::explain::explain(
-        settings, &subject, discover,
-    )) {
+    match rt.block_on(mcpgate::cli::explain::explain(settings, &subject, discover)) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::aggregate::Access;
 use crate::config::{self, BackendSpec, Limits, ServiceName};
 
 /// What a service is at run time.
@@ -33,16 +32,9 @@ pub struct Service {
     pub max_sessions_per_user: usize,
     /// Whether audit records include tool-call arguments.
     pub audit_arguments: bool,
-    /// `"shared": true`: one backend per person for all their sessions.
-    pub shared: Option<crate::backend::shared::Pool>,
     /// Its backend depends on the person (`$user`, `$userToken`), so what it
     /// offers is cached per person.
     pub per_user: bool,
-    /// A `toolFilter` or a policy restricts it: its endpoint filters lists and
-    /// checks calls (see `aggregate`).
-    pub governed: bool,
-    /// Policy, discovery cache and naming, shared by every service.
-    pub access: Arc<Access>,
 }
 
 #[derive(Default)]
@@ -79,17 +71,11 @@ impl Stats {
 }
 
 impl Service {
-    pub fn new(
-        cfg: &config::Service,
-        shutdown_grace: Duration,
-        access: Arc<Access>,
-    ) -> anyhow::Result<Service> {
+    pub fn new(cfg: &config::Service, shutdown_grace: Duration) -> anyhow::Result<Service> {
         Ok(Service {
             name: cfg.name.clone(),
             kind: Kind::Server(cfg.backend.clone()),
             per_user: cfg.uses_user_values || cfg.needs_user_token(),
-            governed: access.policy.governs(cfg.name.as_str()),
-            access,
             limits: cfg.limits.clone(),
             shutdown_grace,
             http: http_client()?,
@@ -98,7 +84,6 @@ impl Service {
             display_name: cfg.display_name().to_string(),
             max_sessions_per_user: cfg.limits.max_sessions_per_user,
             audit_arguments: cfg.audit_arguments,
-            shared: cfg.shared.then(crate::backend::shared::Pool::default),
         })
     }
 
@@ -116,7 +101,6 @@ impl Service {
         name: ServiceName,
         members: Vec<Arc<Service>>,
         shutdown_grace: Duration,
-        access: Arc<Access>,
     ) -> anyhow::Result<Service> {
         let longest = |f: fn(&Limits) -> Duration, default: Duration| {
             members
@@ -140,8 +124,6 @@ impl Service {
             name,
             kind: Kind::Aggregate(members),
             per_user: false,
-            governed: false,
-            access,
             max_sessions_per_user: limits.max_sessions_per_user,
             limits,
             shutdown_grace,
@@ -149,7 +131,6 @@ impl Service {
             stats: Stats::default(),
             needs_user_token: false,
             audit_arguments: false,
-            shared: None,
         })
     }
 }

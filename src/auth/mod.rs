@@ -30,7 +30,6 @@ pub mod jwt;
 pub mod metadata;
 mod ratelimit;
 pub mod records;
-pub mod resource;
 pub mod token;
 pub mod upstream;
 pub mod user_tokens;
@@ -44,7 +43,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::caller::{ClientId, UserId};
+use crate::caller::UserId;
 use crate::config::Settings;
 use crate::config::auth::{AuthSettings, IdpSettings};
 use crate::store::{Store, StoreSpec};
@@ -74,38 +73,6 @@ impl FamilyId {
 pub enum Audience {
     Gateway,
     Service(String),
-}
-
-/// The caller of an MCP request, once its token is verified.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user: UserId,
-    pub email: String,
-    pub client_id: ClientId,
-    pub scopes: Vec<String>,
-    /// A machine client's configured token for `{"$userToken": ...}` (serviceAuths).
-    pub user_token: Option<String>,
-    /// Groups from the access token, for `policies`.
-    pub groups: Vec<String>,
-    /// A `serviceAuths` caller: its configured `user`.
-    pub service_identity: Option<String>,
-    /// The domain `policies` trust (see `jwt::AccessClaims::dom`).
-    pub domain: Option<String>,
-}
-
-impl Principal {
-    /// The caller as `policies` see them.
-    pub fn subject(&self) -> crate::policy::Subject {
-        match &self.service_identity {
-            Some(s) => crate::policy::Subject::service(s),
-            None => crate::policy::Subject {
-                email: Some(self.email.to_ascii_lowercase()),
-                domain: self.domain.clone(),
-                groups: self.groups.clone(),
-                service_identity: None,
-            },
-        }
-    }
 }
 
 /// How people sign in.

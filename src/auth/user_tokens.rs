@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Auth;
-use crate::caller::UserId;
+use futures_util::future::BoxFuture;
+
+use crate::caller::{PersonalToken, PersonalTokens, TokenUnavailable, UserId};
 use crate::store::Record;
 use crate::store::sealed::{SealError, Sealed, Sealer};
 use crate::util::now_unix;
@@ -106,41 +108,6 @@ impl Auth {
         Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
     }
 
-    /// What a backend of `service` gets for this caller: who they are and, when
-    /// the service needs one, their token (and when an upstream token expires,
-    /// so the session can end before it does).
-    pub async fn user_context(
-        &self,
-        service: &str,
-        needs_token: bool,
-        p: &super::Principal,
-    ) -> Result<crate::backend::UserContext, UserTokenError> {
-        let token = match (&p.user_token, needs_token) {
-            (_, false) => None,
-            (Some(t), true) => Some(t.clone()),
-            (None, true) => self.user_token(&p.user, service).await?,
-        };
-        let token_expires_at = if token.is_some() && p.user_token.is_none() {
-            // Read after `user_token`, which may just have refreshed it.
-            self.user_token_record(&p.user, service)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.expires_at)
-        } else {
-            None
-        };
-        Ok(crate::backend::UserContext {
-            email: p.email.clone(),
-            sub: p.user.as_str().to_string(),
-            token,
-            setup_url: self.url("/my/tokens"),
-            client_id: p.client_id.as_str().to_string(),
-            token_expires_at,
-            subject: p.subject(),
-        })
-    }
-
     /// Store a token a person typed in.
     pub async fn set_user_token(
         &self,
@@ -168,6 +135,34 @@ impl Auth {
         service: &str,
     ) -> Result<bool, UserTokenError> {
         Ok(self.store.delete::<UserToken>(&key(user, service)).await?)
+    }
+}
+
+/// People's tokens as backends get them (see `caller::PersonalTokens`).
+impl PersonalTokens for Auth {
+    fn token<'a>(
+        &'a self,
+        user: &'a UserId,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersonalToken>, TokenUnavailable>> {
+        Box::pin(async move {
+            let unavailable = |e: UserTokenError| TokenUnavailable(e.to_string());
+            let Some(value) = self.user_token(user, service).await.map_err(unavailable)? else {
+                return Ok(None);
+            };
+            // Read after `user_token`, which may just have refreshed it.
+            let expires_at = self
+                .user_token_record(user, service)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.expires_at);
+            Ok(Some(PersonalToken { value, expires_at }))
+        })
+    }
+
+    fn setup_url(&self) -> String {
+        self.url("/my/tokens")
     }
 }
 

@@ -14,9 +14,7 @@
 //! a nonexistent one gets (the gateway answers both), so a policy reveals
 //! nothing about what it hides.
 
-pub mod explain;
-
-use std::fmt;
+use crate::caller::Caller;
 
 /// What kind of thing a name refers to. Tools and prompts are matched by
 /// name, resources and resource templates by URI (or URI template).
@@ -25,55 +23,6 @@ pub enum ItemKind {
     Tool,
     Prompt,
     Resource,
-}
-
-/// The caller, as the policy sees them.
-#[derive(Debug, Clone, Default)]
-pub struct Subject {
-    /// Lowercased email, when signed in.
-    pub email: Option<String>,
-    /// The domain that proves membership (Google: the Workspace domain, not
-    /// the address's; others: the verified email's domain).
-    pub domain: Option<String>,
-    /// Groups or roles from the identity provider; GitHub organizations as `org:<login>`.
-    pub groups: Vec<String>,
-    /// The `user` of a service-auth caller (`serviceAuths`).
-    pub service_identity: Option<String>,
-}
-
-impl Subject {
-    pub fn anonymous() -> Subject {
-        Subject::default()
-    }
-
-    /// A person known by email (the domain taken from it), e.g. for `policy explain`.
-    pub fn person(email: &str, groups: Vec<String>) -> Subject {
-        let email = email.to_ascii_lowercase();
-        Subject {
-            domain: email.rsplit_once('@').map(|(_, d)| d.to_string()),
-            email: Some(email),
-            groups,
-            service_identity: None,
-        }
-    }
-
-    /// A `serviceAuths` caller.
-    pub fn service(name: &str) -> Subject {
-        Subject {
-            service_identity: Some(name.to_string()),
-            ..Subject::default()
-        }
-    }
-}
-
-impl fmt::Display for Subject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.service_identity, &self.email) {
-            (Some(s), _) => write!(f, "service:{s}"),
-            (None, Some(e)) => f.write_str(e),
-            (None, None) => f.write_str("anonymous"),
-        }
-    }
 }
 
 /// One entry of a rule's `subjects`.
@@ -116,17 +65,25 @@ impl SubjectPattern {
         ))
     }
 
-    fn matches(&self, s: &Subject) -> bool {
+    /// Whether the pattern names this caller (`None`: nobody signed in,
+    /// whom only `*` names).
+    fn matches(&self, caller: Option<&Caller>) -> bool {
+        let Some(c) = caller else {
+            return *self == SubjectPattern::Everyone;
+        };
         match self {
             SubjectPattern::Everyone => true,
             SubjectPattern::Email(e) => {
-                s.service_identity.is_none() && s.email.as_deref() == Some(e)
+                c.service_identity.is_none() && c.email.eq_ignore_ascii_case(e)
             }
             SubjectPattern::Domain(d) => {
-                s.service_identity.is_none() && s.domain.as_deref() == Some(d)
+                c.service_identity.is_none()
+                    && c.domain
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(d))
             }
-            SubjectPattern::Group(g) => s.groups.iter().any(|x| x == g),
-            SubjectPattern::ServiceIdentity(n) => s.service_identity.as_deref() == Some(n),
+            SubjectPattern::Group(g) => c.groups.iter().any(|x| x == g),
+            SubjectPattern::ServiceIdentity(n) => c.service_identity.as_deref() == Some(n),
         }
     }
 }
@@ -243,8 +200,8 @@ impl Rule {
         }
     }
 
-    fn applies_to(&self, s: &Subject) -> bool {
-        self.subjects.iter().any(|p| p.matches(s))
+    fn applies_to(&self, caller: Option<&Caller>) -> bool {
+        self.subjects.iter().any(|p| p.matches(caller))
     }
 }
 
@@ -308,9 +265,15 @@ impl Policy {
             .map(|(_, f)| f)
     }
 
-    /// May `subject` see and use `item` of `service`, and what decided it.
-    pub fn decide(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> Decision {
-        let (allowed, because) = match self.verdict(subject, service, kind, item) {
+    /// May `caller` see and use `item` of `service`, and what decided it.
+    pub fn decide(
+        &self,
+        caller: Option<&Caller>,
+        service: &str,
+        kind: ItemKind,
+        item: &str,
+    ) -> Decision {
+        let (allowed, because) = match self.verdict(caller, service, kind, item) {
             Verdict::Filtered(f) => (
                 false,
                 format!(
@@ -337,16 +300,22 @@ impl Policy {
 
     /// The same decision without its explanation: on every list item and every
     /// call, so it allocates nothing.
-    pub fn allows(&self, subject: &Subject, service: &str, kind: ItemKind, item: &str) -> bool {
+    pub fn allows(
+        &self,
+        caller: Option<&Caller>,
+        service: &str,
+        kind: ItemKind,
+        item: &str,
+    ) -> bool {
         matches!(
-            self.verdict(subject, service, kind, item),
+            self.verdict(caller, service, kind, item),
             Verdict::Open | Verdict::Allowed(..)
         )
     }
 
     fn verdict<'a>(
         &'a self,
-        subject: &Subject,
+        caller: Option<&Caller>,
         service: &str,
         kind: ItemKind,
         item: &str,
@@ -376,7 +345,7 @@ impl Policy {
             item
         };
         let mut allowed_by = None;
-        for rule in self.rules.iter().filter(|r| r.applies_to(subject)) {
+        for rule in self.rules.iter().filter(move |r| r.applies_to(caller)) {
             for p in rule.items.iter().filter(|p| p.matches(service, item)) {
                 if p.deny {
                     return Verdict::Denied(rule, p);
@@ -387,9 +356,9 @@ impl Policy {
         allowed_by.unwrap_or(Verdict::NotGranted)
     }
 
-    /// Rules that apply to `subject`, for `policy explain`.
-    pub fn rules_for<'a>(&'a self, subject: &'a Subject) -> impl Iterator<Item = &'a Rule> {
-        self.rules.iter().filter(|r| r.applies_to(subject))
+    /// Rules that apply to `caller`, for `policy explain`.
+    pub fn rules_for<'a>(&'a self, caller: Option<&'a Caller>) -> impl Iterator<Item = &'a Rule> {
+        self.rules.iter().filter(move |r| r.applies_to(caller))
     }
 
     /// The patterns a rule holds for one service (for `policy explain`).
@@ -503,17 +472,17 @@ mod tests {
             ],
             vec![],
         );
-        let alice = Subject::person("Alice@Corp.com", vec![]);
-        let eve = Subject::person("eve@other.com", vec![]);
-        assert!(p.allows(&alice, "filesystem", ItemKind::Tool, "read_file"));
-        let d = p.decide(&alice, "filesystem", ItemKind::Tool, "write_file");
+        let alice = Caller::person("Alice@Corp.com", vec![]);
+        let eve = Caller::person("eve@other.com", vec![]);
+        assert!(p.allows(Some(&alice), "filesystem", ItemKind::Tool, "read_file"));
+        let d = p.decide(Some(&alice), "filesystem", ItemKind::Tool, "write_file");
         assert!(!d.allowed);
         assert!(d.because.contains("no-writes"), "{}", d.because);
-        assert!(p.allows(&alice, "github", ItemKind::Tool, "list_repos"));
-        assert!(!p.allows(&alice, "github", ItemKind::Tool, "delete_repo"));
-        assert!(!p.allows(&eve, "filesystem", ItemKind::Tool, "read_file"));
+        assert!(p.allows(Some(&alice), "github", ItemKind::Tool, "list_repos"));
+        assert!(!p.allows(Some(&alice), "github", ItemKind::Tool, "delete_repo"));
+        assert!(!p.allows(Some(&eve), "filesystem", ItemKind::Tool, "read_file"));
         // No rule names `time`: open to all.
-        assert!(p.allows(&eve, "time", ItemKind::Tool, "now"));
+        assert!(p.allows(Some(&eve), "time", ItemKind::Tool, "now"));
         assert!(!p.governs("time"));
         assert!(p.governs("github"));
     }
@@ -527,8 +496,8 @@ mod tests {
             ],
             vec![],
         );
-        let a = Subject::anonymous();
-        let ok = |uri: &str| p.allows(&a, "filesystem", ItemKind::Resource, uri);
+        let a: Option<&Caller> = None;
+        let ok = |uri: &str| p.allows(a, "filesystem", ItemKind::Resource, uri);
         assert!(ok("file:///public/a.txt"));
         assert!(!ok("file:///public/../etc/passwd"));
         assert!(!ok("file:///public/%2e%2e/etc/passwd"));
@@ -548,12 +517,12 @@ mod tests {
             ],
             vec![],
         );
-        let ops = Subject::person("x@y.z", vec!["ops".into()]);
-        let bot = Subject::service("ci");
-        assert!(p.allows(&ops, "time", ItemKind::Tool, "now"));
-        assert!(!p.allows(&bot, "time", ItemKind::Tool, "now"));
-        assert!(p.allows(&bot, "github", ItemKind::Tool, "get_issue"));
-        assert!(!p.allows(&Subject::anonymous(), "github", ItemKind::Tool, "get_issue"));
+        let ops = Caller::person("x@y.z", vec!["ops".into()]);
+        let bot = Caller::machine("ci");
+        assert!(p.allows(Some(&ops), "time", ItemKind::Tool, "now"));
+        assert!(!p.allows(Some(&bot), "time", ItemKind::Tool, "now"));
+        assert!(p.allows(Some(&bot), "github", ItemKind::Tool, "get_issue"));
+        assert!(!p.allows(None, "github", ItemKind::Tool, "get_issue"));
 
         // A domain rule trusts the verified domain, not the address's text (a
         // consumer Google account with a corp.com address has none).
@@ -564,23 +533,20 @@ mod tests {
             ],
             vec![],
         );
-        let consumer = Subject {
-            email: Some("x@corp.com".into()),
-            domain: None,
-            ..Subject::default()
-        };
-        assert!(!d.allows(&consumer, "time", ItemKind::Tool, "now"));
+        let mut consumer = Caller::person("x@corp.com", vec![]);
+        consumer.domain = None;
+        assert!(!d.allows(Some(&consumer), "time", ItemKind::Tool, "now"));
         assert!(d.allows(
-            &Subject::person("x@corp.com", vec![]),
+            Some(&Caller::person("x@corp.com", vec![])),
             "time",
             ItemKind::Tool,
             "now"
         ));
         // GitHub organizations are `org:`, never `group:`.
-        let member = Subject::person("m@x.io", vec!["org:acme".into()]);
-        let grouped = Subject::person("g@x.io", vec!["acme".into()]);
-        assert!(d.allows(&member, "github", ItemKind::Tool, "x"));
-        assert!(!d.allows(&grouped, "github", ItemKind::Tool, "x"));
+        let member = Caller::person("m@x.io", vec!["org:acme".into()]);
+        let grouped = Caller::person("g@x.io", vec!["acme".into()]);
+        assert!(d.allows(Some(&member), "github", ItemKind::Tool, "x"));
+        assert!(!d.allows(Some(&grouped), "github", ItemKind::Tool, "x"));
     }
 
     #[test]
@@ -595,11 +561,11 @@ mod tests {
                 },
             )],
         );
-        let a = Subject::anonymous();
-        assert!(!p.allows(&a, "github", ItemKind::Tool, "delete_repo"));
-        assert!(p.allows(&a, "github", ItemKind::Tool, "list"));
+        let a: Option<&Caller> = None;
+        assert!(!p.allows(a, "github", ItemKind::Tool, "delete_repo"));
+        assert!(p.allows(a, "github", ItemKind::Tool, "list"));
         // The filter is about tools; prompts follow the rules only.
-        assert!(p.allows(&a, "github", ItemKind::Prompt, "delete_x"));
+        assert!(p.allows(a, "github", ItemKind::Prompt, "delete_x"));
     }
 
     #[test]

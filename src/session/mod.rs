@@ -24,9 +24,11 @@ use tokio::sync::mpsc;
 pub use id::SessionId;
 pub use registry::{Registry, Reservation};
 
-use crate::backend::{Backend, BackendError, Inbox, InboxRef};
+use crate::backend::{Inbox, InboxRef};
+use crate::caller::Caller;
 use crate::caller::UserId;
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
+use crate::route::{Route, RouteError, Routes};
 use crate::service::Service;
 
 /// Events kept per session for `Last-Event-ID` resumption: at most this many,
@@ -175,10 +177,7 @@ pub enum OpenError {
     )]
     Limit { service: String, max: usize },
     #[error("service {service:?} could not start: {source}")]
-    Start {
-        service: String,
-        source: BackendError,
-    },
+    Start { service: String, source: RouteError },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,15 +195,15 @@ pub struct Session {
     /// The signed-in person who opened it (with `proxy.auth`). Only they can use
     /// its id; to anyone else it is an unknown session.
     pub owner: Option<UserId>,
-    /// The OAuth client (or service auth) the owner connected with.
-    pub client_id: Option<String>,
+    /// Who opened it, as the edge verified them (`None` without `proxy.auth`).
+    pub caller: Option<Arc<Caller>>,
     /// When the person's upstream token its backend was started with expires:
     /// the session ends shortly before, so the client re-initializes and the new
     /// session starts with a fresh token (never sending an expired one).
-    token_deadline: Option<Instant>,
+    token_deadline: OnceLock<Instant>,
     me: Weak<Session>,
     registry: Arc<Registry>,
-    backend: OnceLock<Backend>,
+    route: OnceLock<Route>,
     state: Mutex<State>,
     closing: AtomicBool,
     created: Instant,
@@ -217,8 +216,8 @@ impl Session {
         service: Arc<Service>,
         registry: Arc<Registry>,
         legacy: bool,
-        owner: Option<UserId>,
-        user: Option<crate::backend::UserContext>,
+        routes: &Arc<Routes>,
+        caller: Option<Arc<Caller>>,
     ) -> Result<Arc<Session>, OpenError> {
         let max = service.limits.max_sessions;
         if !service.stats.try_open_session(max) {
@@ -231,24 +230,27 @@ impl Session {
             id: SessionId::generate(),
             service: service.clone(),
             legacy,
-            owner,
-            client_id: user.as_ref().map(|u| u.client_id.clone()),
-            token_deadline: user.as_ref().and_then(|u| u.token_expires_at).map(|at| {
-                let left = at - crate::util::now_unix() - 30;
-                Instant::now() + Duration::from_secs(left.max(0) as u64)
-            }),
+            owner: caller.as_ref().map(|c| c.user.clone()),
+            caller: caller.clone(),
+            token_deadline: OnceLock::new(),
             me: me.clone(),
             registry: registry.clone(),
-            backend: OnceLock::new(),
+            route: OnceLock::new(),
             state: Mutex::new(State::default()),
             closing: AtomicBool::new(false),
             created: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
         });
         let inbox: InboxRef = Arc::downgrade(&session) as Weak<dyn Inbox>;
-        match Backend::start_for(&service, inbox, user.as_ref()).await {
-            Ok(b) => {
-                let _ = session.backend.set(b);
+        match routes.connect(&service, caller.as_ref(), inbox).await {
+            Ok(c) => {
+                if let Some(at) = c.token_expires_at {
+                    let left = at - crate::util::now_unix() - 30;
+                    let _ = session
+                        .token_deadline
+                        .set(Instant::now() + Duration::from_secs(left.max(0) as u64));
+                }
+                let _ = session.route.set(c.route);
             }
             Err(source) => {
                 session.closing.store(true, Ordering::Release);
@@ -286,7 +288,7 @@ impl Session {
         tracing::info!(
             target: "audit",
             user = self.owner.as_ref().map(|u| u.as_str()).unwrap_or("anonymous"),
-            client_id = self.client_id.as_deref().unwrap_or("-"),
+            client_id = self.caller.as_ref().map_or("-", |c| c.client_id.as_str()),
             service = %self.service.name,
             method,
             name = a.name.as_str(),
@@ -298,17 +300,17 @@ impl Session {
     }
 
     /// The backend waiting for this person's token, if that is what this session has.
-    pub fn deferred(&self) -> Option<Arc<crate::backend::deferred::Deferred>> {
-        match self.backend.get() {
-            Some(Backend::Deferred(d)) if d.real().is_none() => Some(d.clone()),
+    pub fn deferred(&self) -> Option<Arc<crate::route::deferred::Deferred>> {
+        match self.route.get() {
+            Some(Route::Deferred(d)) if d.real().is_none() => Some(d.clone()),
             _ => None,
         }
     }
 
     /// The aggregate (or governed service) behind this session, if that is what it has.
-    pub fn aggregate(&self) -> Option<Arc<crate::aggregate::Aggregate>> {
-        match self.backend.get() {
-            Some(Backend::Aggregate(a)) => Some(a.clone()),
+    pub fn aggregate(&self) -> Option<Arc<crate::route::aggregate::Aggregate>> {
+        match self.route.get() {
+            Some(Route::Aggregate(a)) => Some(a.clone()),
             _ => None,
         }
     }
@@ -396,7 +398,7 @@ impl Session {
                 receiver
             }
         };
-        if let Some(backend) = self.backend.get() {
+        if let Some(backend) = self.route.get() {
             for m in messages {
                 if backend.send(m).await.is_err() {
                     // The exit watcher answers every pending request; nothing to add.
@@ -453,7 +455,7 @@ impl Session {
         }
         let priming_id = self.priming_id(&st, stream);
         drop(st);
-        if let Some(b) = self.backend.get() {
+        if let Some(b) = self.route.get() {
             b.client_listens();
         }
         Ok(StreamReceiver { rx, priming_id })
@@ -467,7 +469,7 @@ impl Session {
             let stream = new_slot(&mut st, SlotKind::Legacy, Some(tx));
             st.get_stream = Some(stream);
         }
-        if let Some(b) = self.backend.get() {
+        if let Some(b) = self.route.get() {
             b.client_listens();
         }
         StreamReceiver {
@@ -479,7 +481,7 @@ impl Session {
     /// Answer overdue requests with a timeout error, and tell the backend to stop
     /// working on them. Returns whether the session has been idle too long.
     pub async fn sweep(&self, now: Instant) -> bool {
-        if self.token_deadline.is_some_and(|d| now >= d) {
+        if self.token_deadline.get().is_some_and(|d| now >= *d) {
             tracing::info!(service = %self.service.name, "the upstream token of this session is about to expire: ending it so the client reconnects with a fresh one");
             return true;
         }
@@ -525,7 +527,7 @@ impl Session {
             let idle_for = now.saturating_duration_since(self.created + last);
             st.pending.is_empty() && idle_for >= self.service.limits.idle_timeout
         };
-        if let Some(backend) = self.backend.get() {
+        if let Some(backend) = self.route.get() {
             for c in cancels {
                 let _ = backend.send(c).await;
             }
@@ -541,7 +543,7 @@ impl Session {
         );
         if self.shut(&message) {
             tracing::debug!(service = %self.service.name, "session closed: {reason}");
-            if let Some(b) = self.backend.get() {
+            if let Some(b) = self.route.get() {
                 b.close().await;
             }
         }
@@ -577,7 +579,7 @@ impl Session {
     }
 
     pub fn process_count_hint(&self) -> usize {
-        self.backend.get().map_or(0, Backend::process_count)
+        self.route.get().map_or(0, Route::process_count)
     }
 }
 
@@ -644,7 +646,7 @@ impl Inbox for Session {
             self.service.stats.record_error(reason);
             if let Some(me) = self.me.upgrade() {
                 tokio::spawn(async move {
-                    if let Some(b) = me.backend.get() {
+                    if let Some(b) = me.route.get() {
                         b.close().await;
                     }
                 });

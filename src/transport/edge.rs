@@ -13,9 +13,9 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::AppState;
 use super::reply;
 use crate::config::Settings;
-use crate::gateway::Gateway;
 use crate::jsonrpc::code;
 use crate::util::is_loopback_host;
 
@@ -63,7 +63,7 @@ impl OriginPolicy {
     }
 }
 
-pub async fn check(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub async fn check(State(gw): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let policy = &gw.origins;
     let host = req
         .headers()

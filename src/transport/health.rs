@@ -9,13 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::gateway::Gateway;
+use super::AppState;
 
 pub async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-pub async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+pub async fn ready(State(gw): State<Arc<AppState>>) -> Response {
     let mut services = Map::new();
     let mut names: Vec<_> = gw.services.keys().collect();
     names.sort();

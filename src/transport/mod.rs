@@ -1,34 +1,29 @@
-//! Client-facing HTTP: the router, and the order of its layers.
+//! Client-facing HTTP: the router, the order of its layers, and the state
+//! the handlers share.
 //!
-//! The request path, top to bottom:
+//! The life of one MCP request is told step by step in [`pipeline`]: edge
+//! checks, resolving the service, authentication, the handler, the session,
+//! the route and the backend.
 //!
-//! 1. **CORS** (outermost), so a browser's preflight is answered before anything
-//!    else can refuse it, and every answer (errors included) carries CORS headers.
-//! 2. **Edge checks** on MCP endpoints: `Host` and `Origin` (DNS rebinding, 403).
-//! 3. **Authentication, then authorization** (`auth::resource`), when `proxy.auth`
-//!    is set: a valid access token of this gateway (401 + `WWW-Authenticate`
-//!    otherwise), meant for this service (401 `invalid_token`), with the scopes the
-//!    service requires (403 `insufficient_scope`). The caller becomes a
-//!    `Principal`, which sessions are bound to. Without `proxy.auth` the gateway
-//!    refuses to listen beyond loopback (see `config`).
-//! 4. **Handlers** (`streamable`, `sse`): media types (415/406), body limit (413),
-//!    JSON-RPC parsing (400), then session lookup (400/404) and the backend.
-//!
-//! `ops` routes (`/health`, `/ready`) skip steps 2-3: probes carry no Origin.
-//! The authorization server's own routes (`auth::Auth::routes`: well-known
-//! documents, `/authorize`, `/token`, `/register`, `/revoke`, sign-in and consent
-//! pages) skip them too: they are how a client gets a token in the first place.
-//! Their CORS is open to any origin (no cookies are sent cross-origin), so
-//! browser-based clients can discover and register.
+//! Around the MCP endpoints: **CORS** is outermost, so a browser's preflight is
+//! answered before anything else can refuse it, and every answer (errors
+//! included) carries CORS headers. `ops` routes (`/health`, `/ready`) skip the
+//! edge and authentication: probes carry no Origin. The authorization server's
+//! own routes (`auth::Auth::routes`: well-known documents, `/authorize`,
+//! `/token`, `/register`, `/revoke`, sign-in and consent pages) skip them too:
+//! they are how a client gets a token in the first place. Their CORS is open to
+//! any origin (no cookies are sent cross-origin), so browser-based clients can
+//! discover and register.
 
 // Handlers return early with a ready `Response` as their error: boxing it would
 // only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+mod authenticate;
 mod edge;
 mod health;
+pub mod pipeline;
 mod reply;
-mod root;
 mod sse;
 mod streamable;
 
@@ -41,33 +36,75 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::gateway::Gateway;
+use crate::auth::Auth;
+use crate::config::{ServiceName, Settings};
+use crate::route::Routes;
+use crate::service::Service;
+use crate::session::Registry;
+use tokio_util::sync::CancellationToken;
 
 pub use edge::OriginPolicy;
 
-pub fn router(gw: Arc<Gateway>) -> Router {
+/// What the handlers share: the settings, the services, the open sessions,
+/// the routes to backends, and the authorization server. Built by `gateway`.
+pub struct AppState {
+    pub settings: Settings,
+    pub services: std::collections::HashMap<ServiceName, Arc<Service>>,
+    pub sessions: Arc<Registry>,
+    pub routes: Arc<Routes>,
+    /// Which browser origins and hosts may call the MCP endpoints.
+    pub origins: OriginPolicy,
+    /// The authorization server, when `proxy.auth` is configured.
+    pub auth: Option<Arc<Auth>>,
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// The service (or aggregated endpoint) served under this name.
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        let name = if name == crate::config::AggregateSettings::ROOT {
+            ServiceName::root()
+        } else {
+            ServiceName::parse(name).ok()?
+        };
+        self.services.get(&name)
+    }
+
+    /// Public URL of a path on this gateway (base path included).
+    pub fn url(&self, path: &str) -> String {
+        let mut base = self.settings.base_url.clone();
+        base.set_path(&format!("{}{}", self.settings.base_path(), path));
+        base.to_string()
+    }
+}
+
+pub fn router(gw: Arc<AppState>) -> Router {
     let streamable_routes = || {
         get(streamable::get)
             .post(streamable::post)
             .delete(streamable::delete)
     };
-    let mcp = Router::new()
+    // Layers run outermost-last: edge (step 1), resolve (2), authenticate (3).
+    let authenticate = || from_fn_with_state(gw.clone(), authenticate::authenticate);
+    let services = Router::new()
         .route("/{service}/mcp", streamable_routes())
         .route("/{service}/mcp/", streamable_routes())
         .route("/{service}/sse", get(sse::connect))
         .route("/{service}/sse/", get(sse::connect))
         .route("/{service}/message", post(sse::message))
-        // The root aggregated endpoint, when it is on (its internal name is `mcp`).
-        .route("/mcp", root::streamable())
-        .route("/mcp/", root::streamable())
-        .route("/sse", get(root::sse))
-        .route("/message", post(root::message))
-        // Layers run bottom-up: edge (step 2) first, then authentication (step 3).
-        .layer(from_fn_with_state(
-            gw.clone(),
-            crate::auth::resource::authenticate,
-        ))
-        .layer(from_fn_with_state(gw.clone(), edge::check));
+        .route_layer(authenticate())
+        .route_layer(from_fn_with_state(gw.clone(), pipeline::resolve));
+    // The root aggregated endpoint, when it is on (its internal name is `mcp`).
+    let root = Router::new()
+        .route("/mcp", streamable_routes())
+        .route("/mcp/", streamable_routes())
+        .route("/sse", get(sse::connect))
+        .route("/message", post(sse::message))
+        .route_layer(authenticate())
+        .route_layer(from_fn_with_state(gw.clone(), pipeline::resolve_root));
+    let mcp = services
+        .merge(root)
+        .route_layer(from_fn_with_state(gw.clone(), edge::check));
     let ops = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready));
@@ -99,7 +136,7 @@ fn is_public_auth_path(path: &str) -> bool {
             .any(|p| path.ends_with(p))
 }
 
-fn cors(gw: &Arc<Gateway>) -> CorsLayer {
+fn cors(gw: &Arc<AppState>) -> CorsLayer {
     let gw_for_cors = gw.clone();
     let header = |s: &'static str| HeaderName::from_static(s);
     CorsLayer::new()

@@ -59,7 +59,7 @@ pub fn unknown_service(name: &str) -> Response {
 pub fn unknown_session() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        -32001,
+        code::SESSION_NOT_FOUND,
         "Session not found: it expired or was closed; initialize a new session",
     )
 }

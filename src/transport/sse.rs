@@ -4,47 +4,24 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::stream;
 use serde::Deserialize;
 
-use super::reply;
-use super::streamable::{caller, for_person, read_jsonrpc, unauthenticated};
-use crate::auth::Principal;
-use crate::gateway::Gateway;
+use super::pipeline::{Client, open_session};
+use super::streamable::read_jsonrpc;
+use super::{AppState, reply};
 use crate::jsonrpc::code;
-use crate::session::{OpenError, Session, SubmitError};
+use crate::session::{Session, SubmitError};
 
-pub async fn connect(
-    State(gw): State<Arc<Gateway>>,
-    Path(service): Path<String>,
-    principal: Option<Extension<Principal>>,
-) -> Response {
-    let Some(svc) = gw.service(&service).cloned() else {
-        return reply::unknown_service(&service);
-    };
-    if let Some(refused) = unauthenticated(&gw, &principal) {
-        return refused;
-    }
-    let (owner, user, _place) =
-        match for_person(&gw, &svc, principal.as_ref().map(|Extension(p)| p)).await {
-            Ok(x) => x,
-            Err((status, code, message)) => return reply::error(status, code, &message),
-        };
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), true, owner, user).await {
+pub async fn connect(State(gw): State<Arc<AppState>>, client: Client) -> Response {
+    let svc = client.service.clone();
+    let session = match open_session(&gw, &client, true, None).await {
         Ok(s) => s,
-        Err(e) => {
-            let status = match e {
-                OpenError::Limit { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                OpenError::Start { .. } => StatusCode::BAD_GATEWAY,
-            };
-            tracing::warn!(service = %svc.name, "{e}");
-            return reply::error(status, code::BACKEND_UNAVAILABLE, &e.to_string());
-        }
+        Err(refused) => return refused,
     };
     let receiver = session.open_legacy_stream();
     let endpoint = format!(
@@ -89,19 +66,13 @@ pub struct MessageQuery {
 }
 
 pub async fn message(
-    State(gw): State<Arc<Gateway>>,
-    Path(service): Path<String>,
-    principal: Option<Extension<Principal>>,
+    State(gw): State<Arc<AppState>>,
+    client: Client,
     Query(q): Query<MessageQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(svc) = gw.service(&service).cloned() else {
-        return reply::unknown_service(&service);
-    };
-    if let Some(refused) = unauthenticated(&gw, &principal) {
-        return refused;
-    }
+    let svc = client.service.clone();
     let Some(sid) = q.session_id else {
         return reply::error(
             StatusCode::BAD_REQUEST,
@@ -111,7 +82,7 @@ pub async fn message(
     };
     let Some(session) = gw
         .sessions
-        .get(&sid, &svc.name, caller(&principal))
+        .get(&sid, &svc.name, client.owner())
         .filter(|s| s.legacy)
     else {
         return reply::unknown_session();

@@ -7,41 +7,32 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 
-use super::reply;
-use crate::auth::Principal;
-use crate::backend::UserContext;
+use super::pipeline::{Client, open_session};
+use super::{AppState, reply};
 use crate::caller::UserId;
-use crate::gateway::Gateway;
 use crate::jsonrpc::SUPPORTED_VERSIONS;
 use crate::jsonrpc::{self, Incoming, code};
 use crate::service::Service;
-use crate::session::{OpenError, Outgoing, Reservation, Session, StreamReceiver, SubmitError};
+use crate::session::{Outgoing, Session, StreamReceiver, SubmitError};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long a client should wait before resuming a stream it lost.
 const PRIMING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn post(
-    State(gw): State<Arc<Gateway>>,
-    Path(service): Path<String>,
-    principal: Option<Extension<Principal>>,
+    State(gw): State<Arc<AppState>>,
+    client: Client,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(svc) = gw.service(&service).cloned() else {
-        return reply::unknown_service(&service);
-    };
-    if let Some(refused) = unauthenticated(&gw, &principal) {
-        return refused;
-    }
+    let svc = client.service.clone();
     if !accepts(&headers, &["application/json", "text/event-stream"]) {
         return reply::error(
             StatusCode::NOT_ACCEPTABLE,
@@ -54,9 +45,9 @@ pub async fn post(
         Err(resp) => return resp,
     };
     if !headers.contains_key(reply::SESSION_HEADER) {
-        return without_session(gw, svc, &headers, incoming, principal.map(|Extension(p)| p)).await;
+        return without_session(&gw, &client, &headers, incoming).await;
     }
-    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
+    let session = match session_of(&gw, &svc, &headers, client.owner()) {
         Ok(s) if !s.legacy => s,
         Ok(_) => return reply::unknown_session(),
         Err(resp) => return resp,
@@ -92,11 +83,10 @@ pub async fn post(
 
 /// A POST without `Mcp-Session-Id`: only `initialize` may open a session.
 async fn without_session(
-    gw: Arc<Gateway>,
-    svc: Arc<Service>,
+    gw: &AppState,
+    client: &Client,
     headers: &HeaderMap,
     incoming: Incoming,
-    principal: Option<Principal>,
 ) -> Response {
     let first = &incoming.messages[0];
     let is_initialize = !incoming.batch && first.method() == Some("initialize");
@@ -118,31 +108,9 @@ async fn without_session(
         // initialize handshake intends. Nothing to refuse here.
         tracing::debug!(requested = %version, "client asked for a newer protocol version");
     }
-    let (owner, user, _place) = match for_person(&gw, &svc, principal.as_ref()).await {
-        Ok(x) => x,
-        Err((status, code, message)) => {
-            return reply::error_for(status, first.request_id(), code, &message);
-        }
-    };
-    let session = match Session::open(svc.clone(), gw.sessions.clone(), false, owner, user).await {
+    let session = match open_session(gw, client, false, first.request_id()).await {
         Ok(s) => s,
-        Err(e @ OpenError::Limit { .. }) => {
-            return reply::error_for(
-                StatusCode::SERVICE_UNAVAILABLE,
-                first.request_id(),
-                code::SESSION_LIMIT,
-                &e.to_string(),
-            );
-        }
-        Err(e) => {
-            tracing::warn!(service = %svc.name, "{e}");
-            return reply::error_for(
-                StatusCode::BAD_GATEWAY,
-                first.request_id(),
-                code::BACKEND_UNAVAILABLE,
-                &e.to_string(),
-            );
-        }
+        Err(refused) => return refused,
     };
     respond(&session, incoming.messages, false, true).await
 }
@@ -274,18 +242,8 @@ fn sse_answer(receiver: StreamReceiver, buffered: Vec<Outgoing>) -> Response {
 
 /// GET: the stream for server-initiated messages, or the resumption of any
 /// stream with `Last-Event-ID`.
-pub async fn get(
-    State(gw): State<Arc<Gateway>>,
-    Path(service): Path<String>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(svc) = gw.service(&service).cloned() else {
-        return reply::unknown_service(&service);
-    };
-    if let Some(refused) = unauthenticated(&gw, &principal) {
-        return refused;
-    }
+pub async fn get(State(gw): State<Arc<AppState>>, client: Client, headers: HeaderMap) -> Response {
+    let svc = client.service.clone();
     if !accepts(&headers, &["text/event-stream"]) {
         return reply::error(
             StatusCode::NOT_ACCEPTABLE,
@@ -293,7 +251,7 @@ pub async fn get(
             "Not Acceptable: the Accept header must list text/event-stream",
         );
     }
-    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
+    let session = match session_of(&gw, &svc, &headers, client.owner()) {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -309,18 +267,12 @@ pub async fn get(
 
 /// DELETE: the client ends its session; the backend goes with it.
 pub async fn delete(
-    State(gw): State<Arc<Gateway>>,
-    Path(service): Path<String>,
-    principal: Option<Extension<Principal>>,
+    State(gw): State<Arc<AppState>>,
+    client: Client,
     headers: HeaderMap,
 ) -> Response {
-    let Some(svc) = gw.service(&service).cloned() else {
-        return reply::unknown_service(&service);
-    };
-    if let Some(refused) = unauthenticated(&gw, &principal) {
-        return refused;
-    }
-    let session = match session_of(&gw, &svc, &headers, caller(&principal)) {
+    let svc = client.service.clone();
+    let session = match session_of(&gw, &svc, &headers, client.owner()) {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -334,7 +286,7 @@ pub async fn delete(
 /// The session named by `Mcp-Session-Id`: 400 without the header, 404 when it is
 /// unknown, closed, or another service's.
 fn session_of(
-    gw: &Gateway,
+    gw: &AppState,
     svc: &Service,
     headers: &HeaderMap,
     caller: Option<&UserId>,
@@ -396,7 +348,7 @@ fn unsupported_version(id: Option<&jsonrpc::RequestId>, requested: &str) -> Resp
     );
     let body = jsonrpc::error_response(
         id,
-        code::SERVER_ERROR,
+        code::BACKEND_UNAVAILABLE,
         &message,
         Some(serde_json::json!({
             "supported": SUPPORTED_VERSIONS,
@@ -476,64 +428,4 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
             "Bad Request: the body could not be read",
         )),
     }
-}
-
-/// The signed-in caller, when the gateway has authentication.
-pub(super) fn caller(principal: &Option<Extension<Principal>>) -> Option<&UserId> {
-    principal.as_ref().map(|Extension(p)| &p.user)
-}
-
-/// Defence in depth behind `auth::resource`: with authentication on, nothing
-/// reaches a session or a backend without a verified caller.
-pub(super) fn unauthenticated(
-    gw: &Gateway,
-    principal: &Option<Extension<Principal>>,
-) -> Option<Response> {
-    (gw.auth.is_some() && principal.is_none()).then(|| {
-        reply::error(
-            StatusCode::UNAUTHORIZED,
-            code::INVALID_REQUEST,
-            "Unauthorized: send an access token from this gateway (Authorization: Bearer ...)",
-        )
-    })
-}
-
-/// Who a new session belongs to and the values its backend gets: the caller's
-/// identity and, when the service needs one, their token. Refuses a person
-/// over their session limit on this service.
-pub(super) async fn for_person(
-    gw: &Gateway,
-    svc: &Service,
-    principal: Option<&Principal>,
-) -> Result<(Option<UserId>, Option<UserContext>, Option<Reservation>), (StatusCode, i64, String)> {
-    let (Some(p), Some(auth)) = (principal, gw.auth.as_ref()) else {
-        return Ok((None, None, None));
-    };
-    let place = match gw
-        .sessions
-        .reserve(&svc.name, &p.user, svc.max_sessions_per_user)
-    {
-        Ok(r) => r,
-        Err(open) => {
-            return Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                code::SESSION_LIMIT,
-                format!(
-                    "you already have {open} sessions open on {}; the limit per person is {} (mcpServers.{}.maxSessionsPerUser). Close some, or let them time out, and try again",
-                    svc.name, svc.max_sessions_per_user, svc.name
-                ),
-            ));
-        }
-    };
-    let user = auth
-        .user_context(svc.name.as_str(), svc.needs_user_token, p)
-        .await
-        .map_err(|e| {
-            (
-                StatusCode::BAD_GATEWAY,
-                code::BACKEND_UNAVAILABLE,
-                e.to_string(),
-            )
-        })?;
-    Ok((Some(p.user.clone()), Some(user), Some(place)))
 }

@@ -1,12 +1,12 @@
-//! The resource server: step 3 of the request path (see `transport`), in front
-//! of every MCP endpoint.
+//! The resource server: the bearer check in front of every MCP endpoint
+//! (step 3 of the request path, see `pipeline`).
 //!
 //! Authentication (who is calling: a valid access token of ours) answers 401 with
 //! `WWW-Authenticate: Bearer resource_metadata=..., scope=...` so clients can
 //! discover how to get one; authorization (may this token be used here: audience
 //! and scopes) answers 401 `invalid_token` for a token meant for another
 //! resource and 403 `insufficient_scope` when scopes fall short (RFC 6750 §3.1).
-//! The verified caller travels on as a [`Principal`] request extension.
+//! The verified caller travels on as an `Arc<Caller>` request extension.
 
 use std::sync::Arc;
 
@@ -15,41 +15,32 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::metadata::resource_metadata_url;
-use super::{Audience, Principal};
-use crate::gateway::Gateway;
+use super::AppState;
+use super::pipeline::Endpoint;
+use crate::auth::Audience;
+use crate::auth::metadata::resource_metadata_url;
+use crate::caller::{Caller, ClientId, PersonalTokens, UserId};
 use crate::oauth::error::{ErrorCode, OAuthError};
 
 pub async fn authenticate(
-    State(gw): State<Arc<Gateway>>,
+    State(app): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(auth) = gw.auth.as_ref() else {
+    let Some(auth) = app.auth.as_ref() else {
         return next.run(req).await;
     };
-    // Inside the nested router the path starts at the service: `/<service>/<endpoint>`.
-    // Decoded as the router's `Path` extractor decodes it, so `/%6eotes/mcp` is
-    // checked as the `notes` it will be served as.
-    let mut parts = req.uri().path().trim_start_matches('/').split('/');
-    let raw = parts.next().unwrap_or_default();
-    let mut service = percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .into_owned();
-    let mut endpoint = match parts.next() {
-        Some("sse") | Some("message") => "sse",
-        _ => "mcp",
+    // The router resolved the service (see `pipeline::resolve`); an unknown
+    // one was answered 404 before this.
+    let Some(endpoint) = req.extensions().get::<Endpoint>().cloned() else {
+        return next.run(req).await;
     };
-    // `/mcp`, `/sse` and `/message` belong to the root aggregated endpoint
-    // (whose internal name is `mcp`, a name no service may take).
-    if matches!(service.as_str(), "sse" | "message") && endpoint == "mcp" {
-        service = crate::config::AggregateSettings::ROOT.to_string();
-        endpoint = "sse";
-    }
+    let service = endpoint.service.name.to_string();
+    let endpoint = endpoint.kind;
     let Some(required) = auth.required_scopes(&service) else {
-        // Unknown service: the handler answers 404; nothing to protect. (The
-        // handlers also refuse any request without a `Principal` when
-        // authentication is on, so a mismatch here fails closed.)
+        // A service the authorization server does not know: the handlers
+        // refuse any request without a caller when authentication is on, so
+        // this fails closed.
         return next.run(req).await;
     };
     let challenge = |error: Option<&OAuthError>| {
@@ -83,14 +74,14 @@ pub async fn authenticate(
         resp
     };
     // Machine clients of this service (serviceAuths) first: a static bearer
-    // token or basic auth. Both paths end in the same `Principal`, so the two
+    // token or basic auth. Both paths end in the same `Caller`, so the two
     // kinds of caller work side by side on one service.
     if let Some(svc) = auth.service(&service)
         && !svc.service_auths.is_empty()
-        && let Some(principal) = service_auth(svc, &req)
+        && let Some(caller) = service_auth(svc, &req)
     {
-        tracing::debug!(service, user = principal.email.as_str(), "service auth");
-        req.extensions_mut().insert(principal);
+        tracing::debug!(service, user = caller.email.as_str(), "service auth");
+        req.extensions_mut().insert(Arc::new(caller));
         return next.run(req).await;
     }
     let Some(token) = bearer(&req) else {
@@ -129,16 +120,18 @@ pub async fn authenticate(
         *resp.status_mut() = StatusCode::FORBIDDEN;
         return resp;
     }
-    req.extensions_mut().insert(Principal {
+    let tokens: Arc<dyn PersonalTokens> = auth.clone();
+    req.extensions_mut().insert(Arc::new(Caller {
         user: claims.sub.clone(),
         email: claims.email.clone(),
         client_id: claims.client_id.clone(),
         scopes: claims.scopes().map(String::from).collect(),
-        user_token: None,
         groups: claims.groups.clone(),
-        service_identity: None,
         domain: claims.dom.clone(),
-    });
+        service_identity: None,
+        configured_token: None,
+        tokens: Some(tokens),
+    }));
     next.run(req).await
 }
 
@@ -154,20 +147,21 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// A caller matching one of the service's `serviceAuths`.
-fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Principal> {
+fn service_auth(svc: &crate::config::Service, req: &Request) -> Option<Caller> {
     use crate::config::ServiceAuthConfig;
     let header = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, value) = header.split_once(' ')?;
     let value = value.trim();
-    let principal = |user: &str, user_token: &Option<String>| Principal {
-        user: crate::caller::UserId::new(format!("service:{user}")),
+    let principal = |user: &str, user_token: &Option<String>| Caller {
+        user: UserId::new(format!("service:{user}")),
         email: user.to_string(),
-        client_id: crate::caller::ClientId::new("service-auth"),
+        client_id: ClientId::new("service-auth"),
         scopes: svc.required_scopes.clone(),
-        user_token: user_token.clone(),
         groups: Vec::new(),
-        service_identity: Some(user.to_string()),
         domain: None,
+        service_identity: Some(user.to_string()),
+        configured_token: user_token.clone(),
+        tokens: None,
     };
     if scheme.eq_ignore_ascii_case("bearer") {
         let presented = crate::util::sha256_hex(value.as_bytes());

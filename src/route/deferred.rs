@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Backend, BackendError, Inbox, InboxRef, UserContext};
+use super::{Route, Routes};
+use crate::backend::{BackendError, Inbox, InboxRef};
+use crate::caller::{Caller, PersonalToken};
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::service::Service;
 
@@ -21,12 +23,25 @@ use crate::service::Service;
 /// which already has one.
 const SETUP_INIT_ID: &str = "\"mcpgate-setup-initialize\"";
 
+#[derive(Debug, thiserror::Error)]
+pub enum DeferredError {
+    #[error("could not start the backend: {0}")]
+    Start(String),
+    #[error("cannot replay the client's initialize")]
+    Replay,
+    #[error("{0} did not answer initialize after the token was set")]
+    NoAnswer(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
 pub struct Deferred {
     service: Arc<Service>,
+    routes: Weak<Routes>,
     session: InboxRef,
-    user: UserContext,
+    caller: Arc<Caller>,
     me: Weak<Deferred>,
-    real: OnceLock<Backend>,
+    real: OnceLock<Route>,
     init: Mutex<Option<Message>>,
     waiting: Mutex<Option<oneshot::Sender<Message>>>,
     activating: tokio::sync::Mutex<()>,
@@ -35,11 +50,17 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    pub fn new(service: &Arc<Service>, session: InboxRef, user: UserContext) -> Arc<Deferred> {
+    pub fn new(
+        service: &Arc<Service>,
+        routes: &Arc<Routes>,
+        session: InboxRef,
+        caller: Arc<Caller>,
+    ) -> Arc<Deferred> {
         Arc::new_cyclic(|me| Deferred {
             service: service.clone(),
+            routes: Arc::downgrade(routes),
             session,
-            user,
+            caller,
             me: me.clone(),
             real: OnceLock::new(),
             init: Mutex::new(None),
@@ -49,7 +70,7 @@ impl Deferred {
         })
     }
 
-    pub fn real(&self) -> Option<&Backend> {
+    pub fn real(&self) -> Option<&Route> {
         self.real.get()
     }
 
@@ -62,7 +83,10 @@ impl Deferred {
     fn message(&self) -> String {
         format!(
             "Your token for {} is not set, so this service cannot be used yet. Open {} to set it; this connection picks it up at once.",
-            self.service.display_name, self.user.setup_url
+            self.service.display_name,
+            self.caller
+                .setup_url()
+                .unwrap_or_else(|| "/my/tokens".into())
         )
     }
 
@@ -105,7 +129,7 @@ impl Deferred {
             _ => {
                 self.answer(jsonrpc::error_response(
                     Some(id),
-                    code::SERVER_ERROR,
+                    code::TOKEN_REQUIRED,
                     &self.message(),
                     None,
                 ));
@@ -118,16 +142,20 @@ impl Deferred {
 
     /// The person's token is now set: start the real backend, replay the
     /// handshake, and tell the client its tools changed.
-    pub async fn activate(&self, token: String) -> Result<(), BackendError> {
+    pub async fn activate(&self, token: PersonalToken) -> Result<(), DeferredError> {
         use std::sync::atomic::Ordering;
         let _guard = self.activating.lock().await;
         if self.real.get().is_some() || self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut user = self.user.clone();
-        user.token = Some(token);
+        let Some(routes) = self.routes.upgrade() else {
+            return Ok(());
+        };
         let me: InboxRef = self.me.clone() as Weak<dyn Inbox>;
-        let real = Backend::start_for(&self.service, me, Some(&user)).await?;
+        let real = routes
+            .own(&self.service, Some(&self.caller), Some(&token), me)
+            .await
+            .map_err(|e| DeferredError::Start(e.to_string()))?;
         // On any failure the new backend is closed, never left running.
         if let Err(e) = self.handshake(&real).await {
             real.close().await;
@@ -147,12 +175,12 @@ impl Deferred {
     }
 
     /// Replay the client's `initialize` (and `initialized`) to the new backend.
-    async fn handshake(&self, real: &Backend) -> Result<(), BackendError> {
+    async fn handshake(&self, real: &Route) -> Result<(), DeferredError> {
         let Some(init) = self.init.lock().ok().and_then(|i| i.clone()) else {
             return Ok(());
         };
         let replay = jsonrpc::with_id(&init, &jsonrpc::string_id("mcpgate-setup-initialize"))
-            .ok_or_else(|| BackendError::Connect("cannot replay initialize".into()))?;
+            .ok_or(DeferredError::Replay)?;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiting.lock() {
             *w = Some(tx);
@@ -161,17 +189,15 @@ impl Deferred {
         match tokio::time::timeout(self.service.limits.startup_timeout, rx).await {
             Ok(Ok(answer)) if !answer.raw.windows(8).any(|w| w == b"\"error\":") => {}
             _ => {
-                return Err(BackendError::Connect(format!(
-                    "{} did not answer initialize after the token was set",
-                    self.service.name
-                )));
+                return Err(DeferredError::NoAnswer(self.service.name.to_string()));
             }
         }
         Box::pin(real.send(jsonrpc::notification(
             "notifications/initialized",
             json!({}),
         )))
-        .await
+        .await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

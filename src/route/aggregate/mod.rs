@@ -37,23 +37,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::auth::{Auth, Principal};
-use crate::backend::{Backend, BackendError, Inbox, InboxRef, UserContext};
-use crate::caller::{ClientId, UserId};
+use super::{Route, Routes};
+use crate::backend::{BackendError, Inbox, InboxRef};
+use crate::caller::Caller;
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
-use crate::policy::{ItemKind, Policy, Subject};
+use crate::policy::ItemKind;
 use crate::service::Service;
-use catalog::{Catalog, CatalogKey, Catalogs, ListKind};
-
-/// What every aggregate and governed service shares: the rules, the cache,
-/// the naming, and the authorization server (for members' per-person tokens).
-pub struct Access {
-    pub policy: Policy,
-    pub catalogs: Catalogs,
-    pub delimiter: String,
-    pub page_size: usize,
-    pub auth: Option<Arc<Auth>>,
-}
+use catalog::{Catalog, CatalogKey, ListKind};
 
 /// How long a member that failed is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -64,7 +54,7 @@ const MAX_PAGES: usize = 100;
 
 /// A member running for this session.
 struct Running {
-    backend: Backend,
+    backend: Route,
     /// Its `initialize` result.
     init: Value,
     /// Kept alive here: the backend holds only a weak reference.
@@ -136,10 +126,9 @@ pub struct Aggregate {
     members: Vec<Arc<Service>>,
     /// Names are prefixed (aggregated endpoints) or not (a governed service).
     prefixed: bool,
-    access: Arc<Access>,
-    /// The person (their own token, if any, is looked up per member).
-    user: Option<UserContext>,
-    subject: Subject,
+    access: Arc<Routes>,
+    /// Who is calling (their own token, if any, is looked up per member).
+    caller: Option<Arc<Caller>>,
     /// Each member's discovery-cache key (per person where it matters).
     keys: Vec<CatalogKey>,
     starting: Vec<tokio::sync::Mutex<()>>,
@@ -180,19 +169,16 @@ impl Aggregate {
         endpoint: &Service,
         members: Vec<Arc<Service>>,
         prefixed: bool,
-        access: Arc<Access>,
+        access: &Arc<Routes>,
         session: InboxRef,
-        user: Option<&UserContext>,
+        caller: Option<&Arc<Caller>>,
     ) -> Arc<Aggregate> {
-        let subject = user
-            .map(|u| u.subject.clone())
-            .unwrap_or_else(Subject::anonymous);
         let keys = members
             .iter()
             .map(|svc| {
                 let person = svc
                     .per_user
-                    .then(|| user.map(|u| UserId::new(u.sub.clone())))
+                    .then(|| caller.map(|c| c.user.clone()))
                     .flatten();
                 (svc.name.clone(), person)
             })
@@ -208,9 +194,8 @@ impl Aggregate {
                 .collect(),
             members,
             prefixed,
-            access,
-            user: user.cloned(),
-            subject,
+            access: access.clone(),
+            caller: caller.cloned(),
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -411,9 +396,12 @@ impl Aggregate {
         let service = self.members[member].name.as_str();
         ListKind::ALL.iter().any(|k| {
             c.items(*k).iter().any(|item| {
-                self.access
-                    .policy
-                    .allows(&self.subject, service, k.item_kind(), &item.name)
+                self.access.policy.allows(
+                    self.caller.as_deref(),
+                    service,
+                    k.item_kind(),
+                    &item.name,
+                )
             })
         })
     }
@@ -473,11 +461,12 @@ impl Aggregate {
                 } else {
                     &item.plain
                 };
-                if !self
-                    .access
-                    .policy
-                    .allows(&self.subject, service, kind.item_kind(), &item.name)
-                {
+                if !self.access.policy.allows(
+                    self.caller.as_deref(),
+                    service,
+                    kind.item_kind(),
+                    &item.name,
+                ) {
                     continue;
                 }
                 seen += 1;
@@ -573,7 +562,10 @@ impl Aggregate {
             match kind {
                 ItemKind::Tool => (code::INVALID_PARAMS, format!("Unknown tool: {full}")),
                 ItemKind::Prompt => (code::INVALID_PARAMS, format!("Unknown prompt: {full}")),
-                ItemKind::Resource => (-32002, format!("Resource not found: {full}")),
+                ItemKind::Resource => (
+                    code::RESOURCE_NOT_FOUND,
+                    format!("Resource not found: {full}"),
+                ),
             }
         };
         let (member, local) = self.owner(kind, &full).ok_or_else(unknown)?;
@@ -581,10 +573,10 @@ impl Aggregate {
         if !self
             .access
             .policy
-            .allows(&self.subject, service, kind, local)
+            .allows(self.caller.as_deref(), service, kind, local)
         {
             let shown: String = local.chars().take(128).collect();
-            tracing::info!(endpoint = self.name, service, subject = %self.subject, item = ?shown, "refused by policy");
+            tracing::info!(endpoint = self.name, service, caller = %self.caller.as_deref().map_or_else(|| "anonymous".to_string(), |c| c.to_string()), item = ?shown, "refused by policy");
             return Err(unknown());
         }
         if !self.exists(member, kind, local).await {
@@ -694,7 +686,7 @@ impl Aggregate {
         if !self
             .access
             .policy
-            .allows(&self.subject, service, kind, local)
+            .allows(self.caller.as_deref(), service, kind, local)
         {
             return None;
         }
@@ -853,7 +845,7 @@ impl Aggregate {
     async fn call_on(
         &self,
         member: usize,
-        backend: &Backend,
+        backend: &Route,
         method: &str,
         params: Value,
     ) -> Result<Value, String> {
@@ -986,17 +978,12 @@ impl Aggregate {
 
     async fn start(&self, member: usize, generation: u64) -> Result<Arc<Running>, String> {
         let svc = self.members[member].clone();
-        let user = match (&self.user, &self.access.auth) {
-            // A governed service's own session already has this person's
-            // values for it (a serviceAuths caller's configured token included).
-            (u, _) if !self.prefixed => u.clone(),
-            (Some(u), Some(auth)) => Some(
-                auth.user_context(svc.name.as_str(), svc.needs_user_token, &principal_of(u))
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ),
-            (u, _) => u.clone(),
-        };
+        let token = self
+            .access
+            .token_for(&svc, self.caller.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let expires_at = token.as_ref().and_then(|t| t.expires_at);
         // Each member counts as a session of its service (maxSessions).
         if !svc.stats.try_open_session(svc.limits.max_sessions) {
             return Err(format!(
@@ -1013,7 +1000,7 @@ impl Aggregate {
         let weak: InboxRef = Arc::downgrade(&inbox) as Weak<dyn Inbox>;
         let backend = tokio::time::timeout(
             svc.limits.startup_timeout,
-            Backend::start_member(&svc, weak, user.as_ref()),
+            self.access.member(&svc, self.caller.as_ref(), token, weak),
         )
         .await
         .map_err(|_| format!("did not start within {:?}", svc.limits.startup_timeout))?
@@ -1043,7 +1030,7 @@ impl Aggregate {
             _inbox: inbox,
             generation,
             pristine: AtomicBool::new(true),
-            expires_at: user.as_ref().and_then(|u| u.token_expires_at),
+            expires_at,
             _slot: slot,
         });
         let level = self.state().log_level.clone();
@@ -1284,7 +1271,7 @@ impl Aggregate {
                             let uri = v.pointer("/params/uri")?.as_str()?.to_string();
                             // Nothing about a resource the person may not see.
                             if !self.access.policy.allows(
-                                &self.subject,
+                                self.caller.as_deref(),
                                 svc,
                                 ItemKind::Resource,
                                 &uri,
@@ -1351,8 +1338,8 @@ impl Aggregate {
         self.state()
             .running
             .values()
-            .filter(|r| r.backend.is_process())
-            .count()
+            .map(|r| r.backend.process_count())
+            .sum()
     }
 
     pub async fn close(&self) {
@@ -1427,20 +1414,6 @@ impl<'a> NamedCall<'a> {
 /// The id a request forwarded to a member carries.
 fn internal_id(seq: u64) -> RequestId {
     jsonrpc::string_id(&format!("mcpgate-{seq}"))
-}
-
-/// The caller again, for looking up their per-service tokens.
-fn principal_of(u: &UserContext) -> Principal {
-    Principal {
-        user: UserId::new(u.sub.clone()),
-        email: u.email.clone(),
-        client_id: ClientId::new(u.client_id.clone()),
-        scopes: Vec::new(),
-        user_token: None,
-        groups: u.subject.groups.clone(),
-        service_identity: u.subject.service_identity.clone(),
-        domain: u.subject.domain.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Backend, BackendError, Inbox, InboxRef, UserContext};
+use crate::backend::{Backend, BackendError, Inbox, InboxRef};
 use crate::caller::UserId;
+use crate::config::BackendSpec;
 use crate::jsonrpc::{self, Kind, Message, RequestId};
 use crate::service::Service;
 
@@ -41,9 +42,9 @@ impl Pool {
         &self,
         service: &Arc<Service>,
         owner: PoolKey,
-        user: Option<&UserContext>,
+        spec: &BackendSpec,
         inbox: InboxRef,
-    ) -> Result<Backend, BackendError> {
+    ) -> Result<Arc<Member>, BackendError> {
         // Holding the lock across the start would serialise unrelated people;
         // a race here only means two processes briefly, the second one wins.
         let existing = self
@@ -54,12 +55,12 @@ impl Pool {
         let shared = match existing {
             Some(s) => s,
             None => {
-                let s = Shared::start(service, user).await?;
+                let s = Shared::start(service, spec).await?;
                 self.lock().insert(owner, Arc::downgrade(&s));
                 s
             }
         };
-        Ok(Backend::Shared(shared.add(inbox)))
+        Ok(shared.add(inbox))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<PoolKey, Weak<Shared>>> {
@@ -102,7 +103,7 @@ pub struct Member {
 impl Shared {
     async fn start(
         service: &Arc<Service>,
-        user: Option<&UserContext>,
+        spec: &BackendSpec,
     ) -> Result<Arc<Shared>, BackendError> {
         let (closed, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -115,7 +116,7 @@ impl Shared {
         });
         // The process delivers to this shared backend, which routes to members.
         let inbox: InboxRef = Arc::downgrade(&shared) as Weak<dyn Inbox>;
-        let real = Backend::start_plain(service, inbox, user).await?;
+        let real = Backend::start(service, spec, inbox).await?;
         let _ = shared.real.set(real);
         Ok(shared)
     }

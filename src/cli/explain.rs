@@ -9,13 +9,14 @@
 use std::fmt::Write;
 use std::sync::{Arc, Weak};
 
-use super::{ItemKind, Policy, Subject};
-use crate::aggregate::Aggregate;
-use crate::aggregate::catalog::ListKind;
 use crate::backend::{Inbox, InboxRef};
+use crate::caller::Caller;
 use crate::config::Settings;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{Message, RequestId};
+use crate::policy::{ItemKind, Policy};
+use crate::route::aggregate::Aggregate;
+use crate::route::aggregate::catalog::ListKind;
 use crate::service::Kind;
 
 /// Where the discovery sessions' unsolicited messages go: nowhere.
@@ -28,7 +29,7 @@ impl Inbox for Discard {
 
 pub async fn explain(
     settings: Settings,
-    subject: &Subject,
+    caller: &Caller,
     discover: bool,
 ) -> anyhow::Result<String> {
     let delimiter = settings.aggregate.delimiter.clone();
@@ -36,8 +37,11 @@ pub async fn explain(
     let gw = Gateway::new(settings, None)?;
     let policy: &Policy = &gw.settings.policy;
     let mut out = String::new();
-    writeln!(out, "Access for {subject}")?;
-    let rules: Vec<_> = policy.rules_for(subject).map(|r| r.name.clone()).collect();
+    writeln!(out, "Access for {caller}")?;
+    let rules: Vec<_> = policy
+        .rules_for(Some(caller))
+        .map(|r| r.name.clone())
+        .collect();
     if rules.is_empty() {
         writeln!(out, "Rules that apply: none")?;
     } else {
@@ -80,7 +84,7 @@ pub async fn explain(
             )?;
             continue;
         }
-        for rule in policy.rules_for(subject) {
+        for rule in policy.rules_for(Some(caller)) {
             let patterns: Vec<&str> = Policy::patterns_for(rule, name).collect();
             if !patterns.is_empty() {
                 writeln!(out, "  rule {:?}: {}", rule.name, patterns.join(", "))?;
@@ -99,14 +103,7 @@ pub async fn explain(
             continue;
         }
         let inbox: InboxRef = Arc::downgrade(&sink) as Weak<dyn Inbox>;
-        let probe = Aggregate::new(
-            &svc,
-            vec![svc.clone()],
-            false,
-            svc.access.clone(),
-            inbox,
-            None,
-        );
+        let probe = Aggregate::new(&svc, vec![svc.clone()], false, &gw.routes, inbox, None);
         let found = probe.discover(0).await;
         probe.close().await;
         let catalog = match found {
@@ -129,7 +126,7 @@ pub async fn explain(
                 ItemKind::Resource => "resource",
             };
             for item in catalog.items(kind) {
-                let d = policy.decide(subject, name, kind.item_kind(), &item.name);
+                let d = policy.decide(Some(caller), name, kind.item_kind(), &item.name);
                 writeln!(
                     out,
                     "  {} {label} {}: {}",
