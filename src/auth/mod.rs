@@ -28,6 +28,7 @@ pub mod grant;
 pub mod idp;
 pub mod jwt;
 pub mod metadata;
+mod personal;
 mod ratelimit;
 pub mod records;
 pub mod token;

@@ -5,9 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Auth;
-use futures_util::future::BoxFuture;
-
-use crate::caller::{PersonalToken, PersonalTokens, TokenUnavailable, UserId};
+use crate::caller::UserId;
 use crate::store::Record;
 use crate::store::sealed::{SealError, Sealed, Sealer};
 use crate::util::now_unix;
@@ -88,26 +86,6 @@ impl Auth {
         Ok(self.store.get::<UserToken>(&key(user, service)).await?)
     }
 
-    /// A person's token for a service, decrypted (upstream OAuth tokens are
-    /// refreshed first when they are about to expire).
-    pub async fn user_token(
-        &self,
-        user: &UserId,
-        service: &str,
-    ) -> Result<Option<String>, UserTokenError> {
-        let Some(record) = self.user_token_record(user, service).await? else {
-            return Ok(None);
-        };
-        if record.source == Source::Oauth {
-            return super::upstream::fresh_token(self, user, service, record)
-                .await
-                .map(Some);
-        }
-        let sealer = self.sealer().ok_or(UserTokenError::NoKey)?;
-        let plain = sealer.open(&record.token, &key(user, service))?;
-        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
-    }
-
     /// Store a token a person typed in.
     pub async fn set_user_token(
         &self,
@@ -135,34 +113,6 @@ impl Auth {
         service: &str,
     ) -> Result<bool, UserTokenError> {
         Ok(self.store.delete::<UserToken>(&key(user, service)).await?)
-    }
-}
-
-/// People's tokens as backends get them (see `caller::PersonalTokens`).
-impl PersonalTokens for Auth {
-    fn token<'a>(
-        &'a self,
-        user: &'a UserId,
-        service: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PersonalToken>, TokenUnavailable>> {
-        Box::pin(async move {
-            let unavailable = |e: UserTokenError| TokenUnavailable(e.to_string());
-            let Some(value) = self.user_token(user, service).await.map_err(unavailable)? else {
-                return Ok(None);
-            };
-            // Read after `user_token`, which may just have refreshed it.
-            let expires_at = self
-                .user_token_record(user, service)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.expires_at);
-            Ok(Some(PersonalToken { value, expires_at }))
-        })
-    }
-
-    fn setup_url(&self) -> String {
-        self.url("/my/tokens")
     }
 }
 
