@@ -197,6 +197,14 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) -> anyhow::Result<()
     });
 
     let shutdown = gw.shutdown.clone();
+    // Answers and SSE events are small writes: without TCP_NODELAY, Nagle's
+    // algorithm holds each one back until the client's delayed ACK (~40 ms).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

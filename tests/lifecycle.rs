@@ -241,3 +241,36 @@ async fn sigint_stops_the_gateway_and_its_servers_like_sigterm() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn no_server_outlives_a_killed_gateway() {
+    // SIGKILL leaves the gateway no chance to clean up: its stdio servers must
+    // still go (the kernel ends them when it dies), even servers that ignore
+    // the end of their stdin, one that ignores SIGTERM, one busy in a call.
+    let gw = gateway(json!({"mcpServers": {"svc": stdio_service()}})).await;
+    let url = format!("{}/svc/mcp", gw.url);
+    let mut pids = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut c = Mcp::new(&url);
+        c.initialize().await;
+        pids.push(pid_of(&mut c).await);
+        if i == 0 {
+            c.call("ignore_sigterm", json!({})).await;
+        }
+        // A server that keeps running when its stdin closes.
+        c.call("ignore_eof", json!({})).await;
+        clients.push(c);
+    }
+    let busy = clients[1].post(&json!({"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":60000}}}));
+    let inflight = tokio::spawn(async move { busy.send().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kill(Pid::from_raw(gw.pid()), Signal::SIGKILL).expect("kill the gateway");
+    wait_until(
+        "every server of the killed gateway ended",
+        Duration::from_secs(10),
+        || pids.iter().all(|p| process_gone(*p)),
+    )
+    .await;
+    inflight.abort();
+}

@@ -45,6 +45,23 @@ impl StdioBackend {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
+        // If the gateway itself is killed (SIGKILL, OOM), its children must not
+        // run on as orphans: the kernel sends them SIGKILL when it dies. (The
+        // signal follows the spawning thread, a runtime worker that lives as
+        // long as the gateway.) A clean shutdown still ends them gracefully.
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls are made:
+        // prctl(2) and getppid(2), no allocation, no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The gateway may have died before the line above took effect.
+                if nix::unistd::getppid().as_raw() as u32 != parent {
+                    return Err(std::io::Error::other("the gateway is gone"));
+                }
+                Ok(())
+            });
+        }
         for var in INHERITED_ENV {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);

@@ -255,9 +255,22 @@ async fn stdio() {
             }
         });
     }
+    // stdin closed: the client (the gateway) is gone. A well-behaved stdio
+    // server exits now, whatever its tools are still doing, after a moment
+    // for answers already written to reach the pipe.
     drop(out);
-    let _ = writer.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), writer).await;
+    if IGNORE_EOF.load(std::sync::atomic::Ordering::Relaxed) {
+        // The `ignore_eof` tool: behave like a server that never notices.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    }
+    std::process::exit(0);
 }
+
+/// Set by the `ignore_eof` tool.
+pub static IGNORE_EOF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -100,6 +100,12 @@ pub fn list() -> Vec<Value> {
             &[],
         ),
         tool(
+            "ignore_eof",
+            "Makes the server keep running when its stdin closes (a badly behaved server)",
+            json!({}),
+            &[],
+        ),
+        tool(
             "big",
             "Returns `bytes` bytes of text",
             json!({"bytes": {"type": "integer"}}),
@@ -249,6 +255,10 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
                 );
             }
             Ok(text("ignoring SIGTERM"))
+        }
+        "ignore_eof" => {
+            crate::IGNORE_EOF.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(text("ignoring the end of stdin"))
         }
         "big" => {
             let n = arg(params, "bytes").and_then(Value::as_u64).unwrap_or(1000) as usize;
