@@ -220,7 +220,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     }
     let url = Url::parse(&args.url)
         .map_err(|e| format!("{:?} is not a URL ({e}); give the server's full address, such as https://mcp.example.com/mcp", args.url))?;
-    util::check_secure(&url, args.allow_http, "the server")?;
+    util::check_secure(&url, args.allow_http, "the server").map_err(|e| e.to_string())?;
     let headers = remote::parse_headers(&args.headers)?;
     let opts = oauth::Options {
         client_id: optional(args.client_id, "--client-id")?,

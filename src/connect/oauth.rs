@@ -10,21 +10,29 @@
 
 use super::trace::Traced;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use url::Url;
 
 use super::browser::{self, Callback};
 use super::cache::{Cache, Client, Entry, Tokens};
-use super::util::{Challenge, check_secure, now_ms, random_token, scope_union, scopes_cover};
+use super::util::{Challenge, check_secure, scope_union, scopes_cover};
+use crate::oauth::client::{
+    self as oauth_client, AuthMethod, Credentials, DEVICE_CODE_GRANT, Grant, OAuthHttp, Pkce,
+    Secret, TokenError, TokenRequest, TokenResponse, provider_error_text, random_secret,
+};
+use crate::util::now_ms;
 
-const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The HTTP client's timeout (token requests included).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest token endpoint answer read: tokens are a few kB at most.
+const MAX_TOKEN_ANSWER: usize = 1024 * 1024;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -72,17 +80,49 @@ struct ResourceMeta {
 struct Discovery {
     resource: String,
     meta: AsMeta,
+    /// `meta.token_endpoint`, parsed and checked.
+    token_endpoint: Url,
     scopes_supported: Option<Vec<String>>,
 }
 
-/// An error answer of the token endpoint.
-struct TokenError {
-    code: Option<String>,
-    message: String,
+/// Why a refresh did not give new tokens.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error("the cached client registration does not match the cached tokens")]
+    NoClient,
+    #[error("no refresh token")]
+    NoRefreshToken,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token cache could not be written.
+    #[error("{0}")]
+    Cache(String),
+}
+
+impl RefreshError {
+    /// Whether signing in again may help: the authorization server answered,
+    /// and refused. Without an OAuth answer (network, 5xx) the grant may well
+    /// be fine, and a browser tab would not help an unreachable server.
+    fn sign_in_may_help(&self) -> bool {
+        match self {
+            RefreshError::NoClient => true,
+            RefreshError::Token(e) => e.oauth_error().is_some(),
+            RefreshError::NoRefreshToken | RefreshError::Cache(_) => false,
+        }
+    }
+}
+
+/// Token requests recorded in `--trace-file` like every other request.
+fn traced_token_request(
+    request: reqwest::RequestBuilder,
+) -> Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>> {
+    Box::pin(request.traced("oauth.token"))
 }
 
 pub struct Auth {
     http: reqwest::Client,
+    /// The same client, for the token and device authorization endpoints.
+    token_http: OAuthHttp,
     server: Url,
     cache: Cache,
     opts: Options,
@@ -108,14 +148,17 @@ impl Auth {
             // Metadata must be served directly; a redirect on a token request
             // could carry a code or secret to somewhere else.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
+            .timeout(HTTP_TIMEOUT)
             .user_agent(concat!("mcpgate-connect/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         let entry = cache.load();
         let tokens = entry.tokens.filter(|_| entry.server == server.as_str());
+        let token_http = OAuthHttp::with_client(http.clone(), HTTP_TIMEOUT, MAX_TOKEN_ANSWER)
+            .sending_with(traced_token_request);
         Ok(Auth {
             http,
+            token_http,
             server,
             cache,
             opts,
@@ -241,14 +284,14 @@ impl Auth {
             let d = self.discover(&mut inner, &challenge).await?;
             match self.refresh(&d, &held).await {
                 Ok(()) => return Ok(()),
-                // No OAuth answer (network, 5xx): the grant may well be fine, and
-                // a browser tab would not help an unreachable server.
-                Err(e) if e.code.is_none() => return Err(e.message),
+                Err(e) if !e.sign_in_may_help() => return Err(e.to_string()),
                 Err(e) => {
-                    if e.code.as_deref() == Some("invalid_client") {
+                    if let RefreshError::Token(t) = &e
+                        && t.oauth_error() == Some("invalid_client")
+                    {
                         self.forget_client();
                     }
-                    eprintln!("mcpgate connect: {}; signing in again", e.message);
+                    eprintln!("mcpgate connect: {e}; signing in again");
                 }
             }
         }
@@ -351,9 +394,13 @@ impl Auth {
             }
         };
         let meta = self.as_metadata(&issuer).await?;
+        // as_metadata checked it already.
+        let token_endpoint = Url::parse(&meta.token_endpoint)
+            .map_err(|e| format!("the token endpoint of {issuer} is not a URL: {e}"))?;
         let d = Discovery {
             resource,
             meta,
+            token_endpoint,
             scopes_supported,
         };
         inner.discovery = Some(d.clone());
@@ -367,7 +414,8 @@ impl Auth {
                 self.server
             )
         })?;
-        check_secure(&base, self.opts.allow_http, "the authorization server")?;
+        check_secure(&base, self.opts.allow_http, "the authorization server")
+            .map_err(|e| e.to_string())?;
         let path = base.path().trim_end_matches('/').to_string();
         let at = |p: String| {
             let mut u = base.clone();
@@ -414,7 +462,8 @@ impl Auth {
                 let u = Url::parse(endpoint).map_err(|e| {
                     format!("the {what} {endpoint:?} of {issuer} is not a URL: {e}")
                 })?;
-                check_secure(&u, self.opts.allow_http, &format!("the {what}"))?;
+                check_secure(&u, self.opts.allow_http, &format!("the {what}"))
+                    .map_err(|e| e.to_string())?;
             }
             return Ok(meta);
         }
@@ -485,7 +534,8 @@ impl Auth {
         };
         let endpoint = Url::parse(endpoint)
             .map_err(|e| format!("the registration endpoint of {issuer} is not a URL: {e}"))?;
-        check_secure(&endpoint, self.opts.allow_http, "the registration endpoint")?;
+        check_secure(&endpoint, self.opts.allow_http, "the registration endpoint")
+            .map_err(|e| e.to_string())?;
         let supported = d.meta.token_endpoint_auth_methods_supported.as_deref();
         let method = match supported {
             None => "none",
@@ -496,7 +546,7 @@ impl Auth {
         };
         let mut grant_types = vec!["authorization_code", "refresh_token"];
         if self.device_flow(d) {
-            grant_types.push(DEVICE_GRANT);
+            grant_types.push(DEVICE_CODE_GRANT);
         }
         let body = json!({
             "client_name": "mcpgate connect",
@@ -528,7 +578,7 @@ impl Auth {
         if !status.is_success() {
             return Err(format!(
                 "{endpoint} refused to register this client ({status}): {}",
-                oauth_error_text(&bytes)
+                provider_error_text(&bytes, &[])
             ));
         }
         let r: Registered = serde_json::from_slice(&bytes).map_err(|e| {
@@ -580,10 +630,8 @@ impl Auth {
             if self.device_flow(&d) {
                 return self.device_login(inner, &d, &client, scope).await;
             }
-            let verifier = random_token();
-            let challenge_value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(verifier.as_bytes()));
-            let state = random_token();
+            let pkce = Pkce::generate();
+            let state = random_secret();
             let mut url = Url::parse(&d.meta.authorization_endpoint).map_err(|e| {
                 format!(
                     "the authorization endpoint of {} is not a URL: {e}",
@@ -596,8 +644,8 @@ impl Auth {
                     .append_pair("client_id", &client.client_id)
                     .append_pair("redirect_uri", &callback.redirect_uri)
                     .append_pair("state", &state)
-                    .append_pair("code_challenge", &challenge_value)
-                    .append_pair("code_challenge_method", "S256")
+                    .append_pair("code_challenge", &pkce.challenge)
+                    .append_pair("code_challenge_method", Pkce::METHOD)
                     .append_pair("resource", &d.resource);
                 if let Some(s) = &scope {
                     q.append_pair("scope", s);
@@ -646,16 +694,14 @@ impl Auth {
                 waited.await?
             };
             let code = self.check_redirect(&d.meta, &params)?;
-            let mut form = vec![
-                ("grant_type", "authorization_code".to_string()),
-                ("code", code),
-                ("redirect_uri", callback.redirect_uri.clone()),
-                ("code_verifier", verifier),
-                ("resource", d.resource.clone()),
-            ];
-            match self.token_request(&d.meta, &client, &mut form).await {
-                Ok(body) => {
-                    let tokens = self.tokens_from(body, &d, &client, scope.clone(), None)?;
+            let grant = Grant::AuthorizationCode {
+                code: &code,
+                redirect_uri: &callback.redirect_uri,
+                verifier: pkce.verifier.expose(),
+            };
+            match self.request_token(&d, &client, grant).await {
+                Ok(answer) => {
+                    let tokens = tokens_from(answer, &d, &client, scope.clone(), None);
                     inner.fresh_from_login = Some(tokens.access_token.clone());
                     self.login_accepted.store(false, Ordering::SeqCst);
                     self.store(tokens)?;
@@ -663,17 +709,17 @@ impl Auth {
                     return Ok(());
                 }
                 Err(e)
-                    if e.code.as_deref() == Some("invalid_client")
+                    if e.oauth_error() == Some("invalid_client")
                         && client.kind == "dynamic"
                         && !reregistered =>
                 {
                     eprintln!(
-                        "mcpgate connect: {} no longer knows this client ({}); registering again",
-                        d.meta.issuer, e.message
+                        "mcpgate connect: {} no longer knows this client ({e}); registering again",
+                        d.meta.issuer
                     );
                     reregistered = true;
                 }
-                Err(e) => return Err(e.message),
+                Err(e) => return Err(e.to_string()),
             }
         }
     }
@@ -706,37 +752,29 @@ impl Auth {
             &endpoint,
             self.opts.allow_http,
             "the device authorization endpoint",
-        )?;
-        let mut form = vec![("resource", d.resource.clone())];
-        if let Some(s) = &scope {
-            form.push(("scope", s.clone()));
-        }
-        let meta = AsMeta {
-            token_endpoint: endpoint.to_string(),
-            ..d.meta.clone()
-        };
-        // The device endpoint authenticates clients like the token endpoint does.
-        let started = self
-            .token_request(&meta, client, &mut form)
-            .await
-            .map_err(|e| e.message)?;
-        let text = |k: &str| started[k].as_str().map(str::to_string);
-        let (Some(device_code), Some(user_code)) = (text("device_code"), text("user_code")) else {
-            return Err(format!(
-                "{endpoint} answered without a device_code and user_code"
-            ));
-        };
-        let verification = text("verification_uri").unwrap_or_default();
+        )
+        .map_err(|e| e.to_string())?;
+        let started = oauth_client::request_device_authorization(
+            &self.token_http,
+            &endpoint,
+            &credentials(client),
+            scope.as_deref(),
+            Some(&d.resource),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let user_code = &started.user_code;
+        let verification = started.verification_uri.as_deref().unwrap_or_default();
         eprintln!(
             "mcpgate connect: to sign in to {}, open {verification} on any device and enter the code {user_code}",
             self.server
         );
-        if let Some(complete) = text("verification_uri_complete") {
+        if let Some(complete) = &started.verification_uri_complete {
             eprintln!("mcpgate connect: (or open {complete} directly)");
         }
-        let mut interval = Duration::from_secs(started["interval"].as_u64().unwrap_or(5).max(1));
-        let lifetime = started["expires_in"]
-            .as_u64()
+        let mut interval = Duration::from_secs(started.interval.unwrap_or(5).max(1));
+        let lifetime = started
+            .expires_in
             .map(Duration::from_secs)
             .unwrap_or(self.opts.login_timeout)
             .min(self.opts.login_timeout);
@@ -749,26 +787,24 @@ impl Auth {
                     lifetime.as_secs()
                 ));
             }
-            let mut form = vec![
-                ("grant_type", DEVICE_GRANT.to_string()),
-                ("device_code", device_code.clone()),
-                ("resource", d.resource.clone()),
-            ];
-            match self.token_request(&d.meta, client, &mut form).await {
-                Ok(body) => {
-                    let tokens = self.tokens_from(body, d, client, scope, None)?;
+            let grant = Grant::DeviceCode {
+                device_code: started.device_code.expose(),
+            };
+            match self.request_token(d, client, grant).await {
+                Ok(answer) => {
+                    let tokens = tokens_from(answer, d, client, scope, None);
                     inner.fresh_from_login = Some(tokens.access_token.clone());
                     self.login_accepted.store(false, Ordering::SeqCst);
                     self.store(tokens)?;
                     eprintln!("mcpgate connect: signed in to {}", self.server);
                     return Ok(());
                 }
-                Err(e) if e.code.as_deref() == Some("authorization_pending") => {}
+                Err(e) if e.oauth_error() == Some("authorization_pending") => {}
                 // RFC 8628 section 3.5: slow down by five seconds.
-                Err(e) if e.code.as_deref() == Some("slow_down") => {
+                Err(e) if e.oauth_error() == Some("slow_down") => {
                     interval += Duration::from_secs(5);
                 }
-                Err(e) => return Err(e.message),
+                Err(e) => return Err(e.to_string()),
             }
         }
     }
@@ -810,33 +846,28 @@ impl Auth {
             .ok_or_else(|| "the sign-in answer has no authorization code".to_string())
     }
 
-    async fn refresh(&self, d: &Discovery, held: &Tokens) -> Result<(), TokenError> {
-        let other = |m: String| TokenError {
-            code: None,
-            message: m,
-        };
+    async fn refresh(&self, d: &Discovery, held: &Tokens) -> Result<(), RefreshError> {
         let entry = self.cache.load();
         let client = entry
             .client
             .filter(|c| c.client_id == held.client_id && c.issuer == d.meta.issuer)
-            .ok_or_else(|| TokenError {
-                code: Some("no_client".into()),
-                message: "the cached client registration does not match the cached tokens".into(),
-            })?;
+            .ok_or(RefreshError::NoClient)?;
         let refresh_token = held
             .refresh_token
             .clone()
-            .ok_or_else(|| other("no refresh token".into()))?;
-        let mut form = vec![
-            ("grant_type", "refresh_token".to_string()),
-            ("refresh_token", refresh_token.clone()),
-            ("resource", d.resource.clone()),
-        ];
-        let body = self.token_request(&d.meta, &client, &mut form).await?;
-        let tokens = self
-            .tokens_from(body, d, &client, held.scope.clone(), Some(refresh_token))
-            .map_err(other)?;
-        self.store(tokens).map_err(other)?;
+            .ok_or(RefreshError::NoRefreshToken)?;
+        let grant = Grant::RefreshToken {
+            refresh_token: &refresh_token,
+        };
+        let answer = self.request_token(d, &client, grant).await?;
+        let tokens = tokens_from(
+            answer,
+            d,
+            &client,
+            held.scope.clone(),
+            Some(refresh_token.clone()),
+        );
+        self.store(tokens).map_err(RefreshError::Cache)?;
         Ok(())
     }
 
@@ -854,103 +885,52 @@ impl Auth {
         Ok(())
     }
 
-    async fn token_request(
+    /// Redeem a grant at the token endpoint, for the resource this bridge serves.
+    async fn request_token(
         &self,
-        meta: &AsMeta,
-        client: &Client,
-        form: &mut Vec<(&'static str, String)>,
-    ) -> Result<serde_json::Value, TokenError> {
-        let other = |m: String| TokenError {
-            code: None,
-            message: m,
-        };
-        let mut req = self
-            .http
-            .post(&meta.token_endpoint)
-            .header("accept", "application/json");
-        match (client.auth_method.as_str(), &client.client_secret) {
-            ("client_secret_basic", Some(secret)) => {
-                // RFC 6749 section 2.3.1: both parts form-urlencoded first.
-                let enc = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let pair = format!("{}:{}", enc(&client.client_id), enc(secret));
-                let value = base64::engine::general_purpose::STANDARD.encode(pair);
-                req = req.header("authorization", format!("Basic {value}"));
-            }
-            ("client_secret_post", Some(secret)) => {
-                form.push(("client_id", client.client_id.clone()));
-                form.push(("client_secret", secret.clone()));
-            }
-            _ => form.push(("client_id", client.client_id.clone())),
-        }
-        let body = serde_urlencoded::to_string(&*form).map_err(|e| other(e.to_string()))?;
-        let resp = req
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .traced("oauth.token")
-            .await
-            .map_err(|e| other(format!("token request to {}: {e}", meta.token_endpoint)))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                other(format!(
-                    "{} answered with something that is not JSON ({e})",
-                    meta.token_endpoint
-                ))
-            });
-        }
-        let code = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string));
-        Err(TokenError {
-            code,
-            message: format!(
-                "{} refused the {} ({status}): {}",
-                meta.token_endpoint,
-                form.iter().find(|(k, _)| *k == "grant_type").map_or(
-                    "device authorization request".to_string(),
-                    |(_, g)| {
-                        format!(
-                            "{} grant",
-                            g.rsplit(':').next().unwrap_or(g).replace('_', " ")
-                        )
-                    }
-                ),
-                oauth_error_text(&bytes)
-            ),
-        })
-    }
-
-    fn tokens_from(
-        &self,
-        body: serde_json::Value,
         d: &Discovery,
         client: &Client,
-        scope: Option<String>,
-        old_refresh: Option<String>,
-    ) -> Result<Tokens, String> {
-        let access = body["access_token"]
-            .as_str()
-            .ok_or_else(|| format!("{} answered without an access_token", d.meta.token_endpoint))?;
-        let lifetime = body["expires_in"]
-            .as_u64()
-            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
-            .map(|s| s * 1000);
-        Ok(Tokens {
-            access_token: access.to_string(),
-            refresh_token: body["refresh_token"]
-                .as_str()
-                .map(str::to_string)
-                .or(old_refresh),
-            expires_at: lifetime.map(|l| now_ms() + l),
-            lifetime,
-            scope,
-            issuer: d.meta.issuer.clone(),
-            client_id: client.client_id.clone(),
-            resource: d.resource.clone(),
-        })
+        grant: Grant<'_>,
+    ) -> Result<TokenResponse, TokenError> {
+        let request = TokenRequest {
+            endpoint: &d.token_endpoint,
+            client: credentials(client),
+            grant,
+            resource: Some(&d.resource),
+        };
+        oauth_client::request_token(&self.token_http, &request).await
+    }
+}
+
+/// How a cached client authenticates: as registered, and as a public client
+/// when it has no secret.
+fn credentials(client: &Client) -> Credentials<'_> {
+    Credentials {
+        client_id: &client.client_id,
+        client_secret: client.client_secret.as_deref(),
+        method: AuthMethod::from_name(&client.auth_method),
+    }
+}
+
+/// What the bridge keeps of a token response. `old_refresh`: the refresh token
+/// just used, kept when the server did not rotate it.
+fn tokens_from(
+    answer: TokenResponse,
+    d: &Discovery,
+    client: &Client,
+    scope: Option<String>,
+    old_refresh: Option<String>,
+) -> Tokens {
+    let lifetime = answer.expires_in.map(|s| s.saturating_mul(1000));
+    Tokens {
+        access_token: answer.access_token.into_inner(),
+        refresh_token: answer.refresh_token.map(Secret::into_inner).or(old_refresh),
+        expires_at: lifetime.map(|l| now_ms().saturating_add(l)),
+        lifetime,
+        scope,
+        issuer: d.meta.issuer.clone(),
+        client_id: client.client_id.clone(),
+        resource: d.resource.clone(),
     }
 }
 
@@ -980,22 +960,6 @@ fn resource_covers(resource: &str, server: &Url) -> bool {
     let rp = r.path().trim_end_matches('/');
     let sp = server.path().trim_end_matches('/');
     sp == rp || sp.starts_with(&format!("{rp}/")) || rp.is_empty()
-}
-
-/// `error: error_description` of an OAuth error body, without echoing anything
-/// else the server sent (which could include what we sent it).
-fn oauth_error_text(body: &[u8]) -> String {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) if v["error"].is_string() => format!(
-            "{}{}",
-            v["error"].as_str().unwrap_or_default(),
-            v["error_description"]
-                .as_str()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
-        ),
-        _ => "no OAuth error in the answer".to_string(),
-    }
 }
 
 #[cfg(test)]

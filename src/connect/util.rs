@@ -1,10 +1,9 @@
 //! Small pieces shared by the bridge: `env:VAR` values, one-line JSON, the
 //! `WWW-Authenticate` challenge, URL rules.
 
-use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use url::Url;
+
+use crate::oauth::client::{EndpointError, PlainHttp, check_endpoint};
 
 /// A flag value that may name an environment variable (`env:VAR`), so secrets
 /// need not appear in a client's config file or in `ps`.
@@ -122,44 +121,21 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     seen_bearer.then_some(out)
 }
 
-/// Whether a URL points at this machine (where plain http cannot be sniffed).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// Tokens and codes must not travel in clear text over a network.
-pub fn check_secure(url: &Url, allow_http: bool, what: &str) -> Result<(), String> {
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http || is_loopback(url) => Ok(()),
-        "http" => Err(format!(
-            "{what} {url} is plain http on another machine, so tokens would travel unencrypted; use https, or pass --allow-http if this network is trusted"
-        )),
-        other => Err(format!(
-            "{what} {url} has the scheme {other:?}; only https (and http on loopback) are supported"
-        )),
-    }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// 256 random bits, base64url: `state`, PKCE verifiers.
-pub fn random_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// Tokens and codes must not travel in clear text over a network: https, or
+/// plain http on loopback, or anywhere with `--allow-http` (the rule is
+/// `oauth::client`'s; this is the bridge's flag and its hint).
+pub fn check_secure(url: &Url, allow_http: bool, what: &str) -> Result<(), EndpointError> {
+    let plain_http = if allow_http {
+        PlainHttp::Anywhere
+    } else {
+        PlainHttp::Loopback
+    };
+    check_endpoint(
+        url,
+        plain_http,
+        what,
+        "use https, or pass --allow-http if this network is trusted",
+    )
 }
 
 /// Union of two space-separated scope lists, first-seen order.
@@ -229,7 +205,8 @@ mod tests {
         assert!(check_secure(&u("http://127.0.0.1:3/mcp"), false, "server").is_ok());
         assert!(check_secure(&u("http://localhost/mcp"), false, "server").is_ok());
         assert!(check_secure(&u("http://[::1]/mcp"), false, "server").is_ok());
-        assert!(check_secure(&u("http://example.com/mcp"), false, "server").is_err());
+        let err = check_secure(&u("http://example.com/mcp"), false, "server").expect_err("http");
+        assert!(err.to_string().contains("--allow-http"), "{err}");
         assert!(check_secure(&u("http://example.com/mcp"), true, "server").is_ok());
     }
 }

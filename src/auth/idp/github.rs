@@ -13,7 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    ClientAuth, CodeExchange, GithubSettings, Identity, IdpError, UpstreamHttp, endpoint_url,
+    AuthMethod, GithubSettings, Identity, IdpError, UpstreamHttp, credentials, endpoint_url,
     exchange_code, shown,
 };
 
@@ -97,7 +97,7 @@ impl Inner {
     // Plain http is allowed on loopback only: that is how tests run a stand-in
     // GitHub, and nothing sent to loopback leaves the machine.
     fn url(&self, what: &str, text: &str) -> Result<Url, IdpError> {
-        endpoint_url(what, text, true).map_err(IdpError::Config)
+        endpoint_url(what, text, true).map_err(|e| IdpError::Config(e.to_string()))
     }
 
     fn api(&self, path: &str) -> Result<Url, IdpError> {
@@ -137,20 +137,21 @@ impl Inner {
         pkce_verifier: &str,
     ) -> Result<Identity, IdpError> {
         let token_url = self.url("the GitHub token URL", &self.settings.token_url)?;
+        // GitHub takes the client secret in the body only.
         let tokens = exchange_code(
             &self.http,
-            CodeExchange {
-                token_url: &token_url,
-                auth: ClientAuth::Post,
-                client_id: &self.settings.client_id,
-                client_secret: &self.settings.client_secret,
-                code,
-                redirect_uri,
-                pkce_verifier,
-            },
+            &token_url,
+            credentials(
+                &self.settings.client_id,
+                &self.settings.client_secret,
+                AuthMethod::Post,
+            ),
+            code,
+            redirect_uri,
+            pkce_verifier,
         )
         .await?;
-        let token = tokens.access_token.as_str();
+        let token = tokens.access_token.expose();
 
         let user: User = self.get(&self.api("/user")?, token).await?;
         let emails: Vec<Email> = self.get(&self.api("/user/emails")?, token).await?;

@@ -42,12 +42,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use base64::Engine;
-use rand::RngCore;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::oauth::client::{
+    self as oauth, Answer, AuthMethod, Credentials, Grant, HttpError, OAuthHttp, Pkce, TokenError,
+    TokenRequest, TokenResponse, random_secret, shown,
+};
 
 pub use github::Github;
 pub use oidc::Oidc;
@@ -218,12 +220,15 @@ impl Provider {
                 let url = o.authorize_url(redirect_uri, state, &nonce, &pkce.challenge);
                 Ok((
                     url,
-                    PendingLogin::new(self.kind(), Some(nonce), pkce.verifier),
+                    PendingLogin::new(self.kind(), Some(nonce), pkce.verifier.into_inner()),
                 ))
             }
             Provider::Github(g) => {
                 let url = g.authorize_url(redirect_uri, state, &pkce.challenge)?;
-                Ok((url, PendingLogin::new(self.kind(), None, pkce.verifier)))
+                Ok((
+                    url,
+                    PendingLogin::new(self.kind(), None, pkce.verifier.into_inner()),
+                ))
             }
         }
     }
@@ -397,150 +402,60 @@ pub enum IdTokenProblem {
 
 const REDACTED: &str = "<redacted>";
 
-/// 256 random bits, base64url: nonces and PKCE verifiers (43 characters, within
-/// RFC 7636's 43..=128).
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-struct Pkce {
-    verifier: String,
-    challenge: String,
-}
-
-impl Pkce {
-    fn generate() -> Pkce {
-        let verifier = random_secret();
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(Sha256::digest(verifier.as_bytes()));
-        Pkce {
-            verifier,
-            challenge,
-        }
-    }
-}
+/// What to do about a refused plain http endpoint, in errors.
+const HTTPS_HINT: &str = "use https (plain http is only for tests on loopback)";
 
 /// Parse an endpoint URL a provider or the configuration gave, refusing plain
-/// http except on loopback when allowed: every one of them carries a secret
-/// (client secret, code, token) or decides whose keys are trusted.
-fn endpoint_url(what: &str, text: &str, allow_loopback_http: bool) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|e| format!("{what} {text:?} is not a URL: {e}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_loopback_http && is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "{what} {url} must use https (plain http is only for tests on loopback)"
-            ));
-        }
-        other => return Err(format!("{what} {url} has unsupported scheme {other:?}")),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{what} {url} has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{what} must not carry credentials in the URL"));
-    }
-    Ok(url)
+/// http except on loopback when `allow_loopback_http`: every one of them
+/// carries a secret (client secret, code, token) or decides whose keys are
+/// trusted.
+fn endpoint_url(
+    what: &str,
+    text: &str,
+    allow_loopback_http: bool,
+) -> Result<Url, oauth::EndpointError> {
+    oauth::parse_endpoint(
+        text,
+        oauth::PlainHttp::loopback_if(allow_loopback_http),
+        what,
+        HTTPS_HINT,
+    )
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// A URL as shown in errors: no query or fragment, which is where a
-/// misconfigured URL might carry something secret.
-fn shown(url: &Url) -> String {
-    let mut url = url.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    url.to_string()
-}
-
-/// The HTTP client for talking to providers. Never follows redirects: a
-/// redirect from a token endpoint could carry the client secret and code to
-/// another host, and a provider's endpoints are known, not discovered by hops.
+/// The HTTP client for talking to providers ([`OAuthHttp`]: never follows
+/// redirects, bounded answers).
 #[derive(Clone)]
 struct UpstreamHttp {
     /// Building can fail only if TLS cannot be set up; that is reported at the
     /// first request instead of panicking in an infallible constructor.
-    client: Result<reqwest::Client, String>,
-}
-
-/// An HTTP response as read: status, content type, body (capped).
-struct Answer {
-    status: reqwest::StatusCode,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn is_json(&self) -> bool {
-        let media = self
-            .content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        media == "application/json" || media.ends_with("+json")
-    }
+    http: Result<OAuthHttp, TokenError>,
 }
 
 impl UpstreamHttp {
     fn new() -> UpstreamHttp {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("could not set up the HTTPS client: {}", error_chain(&e)));
-        UpstreamHttp { client }
+        UpstreamHttp {
+            http: OAuthHttp::build(
+                concat!("mcpgate/", env!("CARGO_PKG_VERSION")),
+                CONNECT_TIMEOUT,
+                REQUEST_TIMEOUT,
+                MAX_RESPONSE_BYTES,
+            ),
+        }
+    }
+
+    fn http(&self) -> Result<&OAuthHttp, IdpError> {
+        self.http
+            .as_ref()
+            .map_err(|e| IdpError::Config(e.to_string()))
     }
 
     fn client(&self) -> Result<&reqwest::Client, IdpError> {
-        self.client
-            .as_ref()
-            .map_err(|reason| IdpError::Config(reason.clone()))
+        self.http().map(OAuthHttp::client)
     }
 
     /// Send and read the whole answer (up to [`MAX_RESPONSE_BYTES`]).
     async fn send(&self, url: &Url, request: reqwest::RequestBuilder) -> Result<Answer, IdpError> {
-        let network = |e: reqwest::Error| IdpError::Network {
-            url: shown(url),
-            reason: network_reason(e),
-        };
-        let mut response = request.send().await.map_err(network)?;
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(network)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(IdpError::InvalidResponse {
-                    url: shown(url),
-                    reason: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Answer {
-            status,
-            content_type,
-            body,
-        })
+        Ok(self.http()?.send(url, request).await?)
     }
 
     async fn get_json(
@@ -565,22 +480,17 @@ impl UpstreamHttp {
         &self,
         request: openidconnect::HttpRequest,
     ) -> Result<openidconnect::HttpResponse, UpstreamHttpError> {
-        let client = self
-            .client()
-            .map_err(|e| UpstreamHttpError(e.to_string()))?;
+        let client = self.client().map_err(UpstreamHttpError::Idp)?;
         let (parts, body) = request.into_parts();
-        let url = Url::parse(&parts.uri.to_string())
-            .map_err(|e| UpstreamHttpError(format!("bad URL: {e}")))?;
+        let url = Url::parse(&parts.uri.to_string()).map_err(UpstreamHttpError::BadUrl)?;
         let builder = client
             .request(parts.method, url.clone())
             .headers(parts.headers)
             .body(body);
         let answer = self.send(&url, builder).await.map_err(|e| match e {
             // The caller names the URL already.
-            IdpError::Network { reason, .. } => {
-                UpstreamHttpError(format!("could not reach it: {reason}"))
-            }
-            other => UpstreamHttpError(other.to_string()),
+            IdpError::Network { reason, .. } => UpstreamHttpError::Unreachable(reason),
+            other => UpstreamHttpError::Idp(other),
         })?;
         let mut response = openidconnect::http::Response::builder().status(answer.status);
         if !answer.content_type.is_empty() {
@@ -588,13 +498,22 @@ impl UpstreamHttp {
         }
         response
             .body(answer.body)
-            .map_err(|e| UpstreamHttpError(e.to_string()))
+            .map_err(UpstreamHttpError::Response)
     }
 }
 
+/// Why `openidconnect` got no answer through [`UpstreamHttp`].
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UpstreamHttpError(String);
+enum UpstreamHttpError {
+    #[error("bad URL: {0}")]
+    BadUrl(url::ParseError),
+    #[error("could not reach it: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Response(openidconnect::http::Error),
+    #[error("{0}")]
+    Idp(IdpError),
+}
 
 impl<'c> openidconnect::AsyncHttpClient<'c> for UpstreamHttp {
     type Error = UpstreamHttpError;
@@ -609,163 +528,77 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for UpstreamHttp {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        // hyper and reqwest often repeat their cause in their own message.
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
+impl From<HttpError> for IdpError {
+    fn from(e: HttpError) -> IdpError {
+        match e {
+            HttpError::Network { url, reason } => IdpError::Network { url, reason },
+            HttpError::TooLarge { url, limit } => IdpError::InvalidResponse {
+                url,
+                reason: format!("the answer is larger than {limit} bytes"),
+            },
         }
-        source = s.source();
-    }
-    text
-}
-
-fn network_reason(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        return format!("no answer within {} seconds", REQUEST_TIMEOUT.as_secs());
-    }
-    error_chain(&e.without_url())
-}
-
-/// How the client authenticates at a token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientAuth {
-    /// HTTP Basic (`client_secret_basic`, the OAuth default).
-    Basic,
-    /// In the form body (`client_secret_post`; GitHub's way).
-    Post,
-}
-
-/// What a token endpoint returned. Secret: `Debug` redacts it.
-struct Tokens {
-    access_token: String,
-    id_token: Option<String>,
-}
-
-impl fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens")
-            .field("access_token", &REDACTED)
-            .field("id_token", &self.id_token.as_ref().map(|_| REDACTED))
-            .finish()
     }
 }
 
-struct CodeExchange<'a> {
-    token_url: &'a Url,
-    auth: ClientAuth,
+impl From<TokenError> for IdpError {
+    fn from(e: TokenError) -> IdpError {
+        match e {
+            TokenError::Setup(_) => IdpError::Config(e.to_string()),
+            TokenError::Http(e) => e.into(),
+            TokenError::Refused {
+                error, description, ..
+            } => IdpError::ProviderRefused { error, description },
+            TokenError::Status { url, status, .. } => IdpError::InvalidResponse {
+                url,
+                reason: format!("HTTP {status}"),
+            },
+            TokenError::Invalid { url, problem, .. } => IdpError::InvalidResponse {
+                url,
+                reason: problem.to_string(),
+            },
+        }
+    }
+}
+
+/// Redeem an authorization code (RFC 6749 §4.1.3 with RFC 7636's verifier),
+/// the client authenticating with `method` and its secret.
+async fn exchange_code(
+    http: &UpstreamHttp,
+    token_url: &Url,
+    client: Credentials<'_>,
+    code: &str,
+    redirect_uri: &str,
+    pkce_verifier: &str,
+) -> Result<TokenResponse, IdpError> {
+    let request = TokenRequest {
+        endpoint: token_url,
+        client,
+        grant: Grant::AuthorizationCode {
+            code,
+            redirect_uri,
+            verifier: pkce_verifier,
+        },
+        resource: None,
+    };
+    Ok(oauth::request_token(http.http()?, &request).await?)
+}
+
+/// The confidential client a provider knows us as.
+fn credentials<'a>(
     client_id: &'a str,
     client_secret: &'a str,
-    code: &'a str,
-    redirect_uri: &'a str,
-    pkce_verifier: &'a str,
-}
-
-/// Redeem an authorization code (RFC 6749 §4.1.3 with RFC 7636's verifier).
-async fn exchange_code(http: &UpstreamHttp, x: CodeExchange<'_>) -> Result<Tokens, IdpError> {
-    // Built in a block: the serializer is not `Send` and must not live across
-    // the await below.
-    let body = {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", x.code)
-            .append_pair("redirect_uri", x.redirect_uri)
-            .append_pair("code_verifier", x.pkce_verifier);
-        if x.auth == ClientAuth::Post {
-            form.append_pair("client_id", x.client_id)
-                .append_pair("client_secret", x.client_secret);
-        }
-        form.finish()
-    };
-    let mut request = http
-        .client()?
-        .post(x.token_url.clone())
-        // GitHub answers form-encoded unless asked for JSON.
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .header(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        )
-        .body(body);
-    if x.auth == ClientAuth::Basic {
-        // RFC 6749 §2.3.1: form-encode both before Basic, so that a ':' in the
-        // id cannot shift where the secret begins.
-        let id: String = url::form_urlencoded::byte_serialize(x.client_id.as_bytes()).collect();
-        let secret: String =
-            url::form_urlencoded::byte_serialize(x.client_secret.as_bytes()).collect();
-        request = request.basic_auth(id, Some(secret));
+    method: AuthMethod,
+) -> Credentials<'a> {
+    Credentials {
+        client_id,
+        client_secret: Some(client_secret),
+        method,
     }
-    let answer = http.send(x.token_url, request).await?;
-    let invalid = |reason: String| IdpError::InvalidResponse {
-        url: shown(x.token_url),
-        reason,
-    };
-    let json: Option<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(&answer.body).ok();
-    if let Some(error) = json
-        .as_ref()
-        .and_then(|j| j.get("error"))
-        .and_then(|e| e.as_str())
-    {
-        let description = json
-            .as_ref()
-            .and_then(|j| j.get("error_description"))
-            .and_then(|d| d.as_str())
-            .and_then(|d| provider_text(d, x.code));
-        return Err(IdpError::ProviderRefused {
-            error: provider_text(error, x.code).unwrap_or_else(|| "unknown_error".into()),
-            description,
-        });
-    }
-    if !answer.status.is_success() {
-        return Err(invalid(format!("HTTP {}", answer.status)));
-    }
-    let Some(json) = json else {
-        return Err(invalid("the token response is not a JSON object".into()));
-    };
-    let Some(access_token) = json.get("access_token").and_then(|t| t.as_str()) else {
-        return Err(invalid("the token response has no access_token".into()));
-    };
-    let id_token = json
-        .get("id_token")
-        .and_then(|t| t.as_str())
-        .map(str::to_string);
-    Ok(Tokens {
-        access_token: access_token.to_string(),
-        id_token,
-    })
-}
-
-/// Text a provider chose (error codes, descriptions), made safe to show: no
-/// control characters, bounded, and dropped if it echoes the code.
-fn provider_text(text: &str, code: &str) -> Option<String> {
-    if !code.is_empty() && text.contains(code) {
-        return None;
-    }
-    let clean: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-    let clean = clean.trim().to_string();
-    (!clean.is_empty()).then_some(clean)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pkce_challenge_is_s256_of_verifier() {
-        // RFC 7636 appendix B.
-        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let challenge =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
-        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
-        let p = Pkce::generate();
-        assert_eq!(p.verifier.len(), 43);
-        assert_ne!(p.verifier, Pkce::generate().verifier);
-    }
 
     #[test]
     fn endpoint_urls_need_https_except_loopback_in_tests() {
@@ -787,14 +620,5 @@ mod tests {
         send(&provider.finish("", "", pending));
         send(&Provider::oidc(OidcSettings::new("", "", "")));
         send(&Provider::google(OidcSettings::new("", "", "")));
-    }
-
-    #[test]
-    fn provider_text_never_echoes_the_code() {
-        assert_eq!(provider_text("code abc123 is bad", "abc123"), None);
-        assert_eq!(
-            provider_text("bad\ncode", "zzz").as_deref(),
-            Some("badcode")
-        );
     }
 }

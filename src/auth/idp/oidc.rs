@@ -23,8 +23,8 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use super::{
-    ClientAuth, CodeExchange, IdTokenProblem, Identity, IdpError, OidcSettings, UpstreamHttp,
-    UpstreamHttpError, endpoint_url, exchange_code, shown,
+    AuthMethod, IdTokenProblem, Identity, IdpError, OidcSettings, UpstreamHttp, UpstreamHttpError,
+    credentials, endpoint_url, exchange_code, shown,
 };
 
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -60,7 +60,7 @@ struct Inner {
     token_endpoint: Url,
     userinfo_endpoint: Option<Url>,
     jwks_uri: Url,
-    client_auth: ClientAuth,
+    client_auth: AuthMethod,
     scope: String,
     keys: RwLock<Vec<Jwk>>,
     http: UpstreamHttp,
@@ -96,10 +96,12 @@ impl Oidc {
             url: discovery_url.clone(),
             reason,
         };
+        let bad_endpoint = |e: crate::oauth::client::EndpointError| fail(e.to_string());
         if settings.client_id.is_empty() {
             return Err(IdpError::Config("the client id is empty".into()));
         }
-        endpoint_url("the issuer URL", issuer, settings.allow_insecure_http).map_err(fail)?;
+        endpoint_url("the issuer URL", issuer, settings.allow_insecure_http)
+            .map_err(bad_endpoint)?;
         let issuer_url = IssuerUrl::new(issuer.to_string())
             .map_err(|e| fail(format!("the issuer is not a URL: {e}")))?;
 
@@ -114,19 +116,21 @@ impl Oidc {
             metadata.authorization_endpoint().as_str(),
             allow,
         )
-        .map_err(fail)?;
+        .map_err(bad_endpoint)?;
         let token_endpoint = metadata
             .token_endpoint()
             .ok_or_else(|| fail("the provider metadata has no token_endpoint".into()))
-            .and_then(|u| endpoint_url("its token_endpoint", u.as_str(), allow).map_err(fail))?;
+            .and_then(|u| {
+                endpoint_url("its token_endpoint", u.as_str(), allow).map_err(bad_endpoint)
+            })?;
         let userinfo_endpoint = match metadata.userinfo_endpoint() {
-            Some(u) => {
-                Some(endpoint_url("its userinfo_endpoint", u.as_str(), allow).map_err(fail)?)
-            }
+            Some(u) => Some(
+                endpoint_url("its userinfo_endpoint", u.as_str(), allow).map_err(bad_endpoint)?,
+            ),
             None => None,
         };
-        let jwks_uri =
-            endpoint_url("its jwks_uri", metadata.jwks_uri().as_str(), allow).map_err(fail)?;
+        let jwks_uri = endpoint_url("its jwks_uri", metadata.jwks_uri().as_str(), allow)
+            .map_err(bad_endpoint)?;
 
         // Basic is the default when the provider does not say (OIDC Discovery §3).
         let client_auth = match metadata.token_endpoint_auth_methods_supported() {
@@ -134,9 +138,9 @@ impl Oidc {
                 if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
                     && methods.contains(&CoreClientAuthMethod::ClientSecretPost) =>
             {
-                ClientAuth::Post
+                AuthMethod::Post
             }
-            _ => ClientAuth::Basic,
+            _ => AuthMethod::Basic,
         };
 
         let mut scopes: Vec<String> = settings
@@ -252,18 +256,18 @@ impl Inner {
     ) -> Result<Identity, IdpError> {
         let tokens = exchange_code(
             &self.http,
-            CodeExchange {
-                token_url: &self.token_endpoint,
-                auth: self.client_auth,
-                client_id: &self.settings.client_id,
-                client_secret: &self.settings.client_secret,
-                code,
-                redirect_uri,
-                pkce_verifier,
-            },
+            &self.token_endpoint,
+            credentials(
+                &self.settings.client_id,
+                &self.settings.client_secret,
+                self.client_auth,
+            ),
+            code,
+            redirect_uri,
+            pkce_verifier,
         )
         .await?;
-        let Some(id_token) = tokens.id_token.as_deref() else {
+        let Some(id_token) = tokens.id_token.as_ref().map(|t| t.expose()) else {
             return Err(IdpError::InvalidIdToken(IdTokenProblem::Missing));
         };
         let claims = self.verify_id_token(id_token, nonce).await?;
@@ -286,7 +290,7 @@ impl Inner {
         let incomplete = verified.is_none() || (groups_claim.is_some() && groups.is_none());
         if let (true, Some(endpoint)) = (incomplete, &self.userinfo_endpoint) {
             let info = self
-                .userinfo(endpoint, &tokens.access_token, &subject)
+                .userinfo(endpoint, tokens.access_token.expose(), &subject)
                 .await?;
             if verified.is_none()
                 && let Some(address) = string_claim(&info, "email")
