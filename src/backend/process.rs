@@ -8,7 +8,7 @@
 //! children it spawned, so those are tracked here and left alone.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -16,6 +16,17 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 static TRACKED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Held (shared) while a child is being spawned and until it is tracked; the
+/// reaper takes it exclusively, or skips its round. Otherwise it could reap a
+/// child whose exec failed before `Command::spawn` waits for it (std then
+/// panics), or one that exited before it was tracked (tokio would lose it).
+static SPAWNING: RwLock<()> = RwLock::new(());
+
+/// Hold this while spawning a child, until [`track`] has been called.
+pub(crate) fn spawning() -> RwLockReadGuard<'static, ()> {
+    SPAWNING.read().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Become the reaper of our descendants' orphans (Linux only; harmless elsewhere).
 pub fn become_subreaper() {
@@ -43,6 +54,10 @@ pub(crate) fn untrack(pid: i32) {
 
 /// Reap zombie children that tokio does not own (re-parented orphans).
 pub fn reap_orphans() -> usize {
+    // A spawn in progress: the next round (SIGCHLD or the 250 ms tick) reaps.
+    let Ok(_no_spawns) = SPAWNING.try_write() else {
+        return 0;
+    };
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;

@@ -71,12 +71,14 @@ impl StdioBackend {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        let spawning = process::spawning();
         let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
             command: command.to_string(),
             source,
         })?;
         let pid = child.id().map(|p| p as i32).ok_or(BackendError::Closed)?;
         process::track(pid);
+        drop(spawning);
         service.stats.processes.fetch_add(1, Ordering::Relaxed);
         let name = service.name.clone();
         tracing::debug!(service = %name, pid, "started backend process");
