@@ -10,8 +10,10 @@
 //! else it waits for the next GET stream. Every SSE event is logged (bounded) so a
 //! client can resume any stream with `Last-Event-ID`.
 
+mod audit;
 mod id;
 mod registry;
+mod streams;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,8 +23,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use audit::{Audit, outcome};
 pub use id::SessionId;
 pub use registry::{Registry, Reservation};
+use streams::*;
 
 use crate::backend::{Inbox, InboxRef};
 use crate::caller::Caller;
@@ -30,19 +34,6 @@ use crate::caller::UserId;
 use crate::jsonrpc::{self, Kind, Message, RequestId, code};
 use crate::route::{Route, RouteError, Routes};
 use crate::service::Service;
-
-/// Events kept per session for `Last-Event-ID` resumption: at most this many,
-/// and at most this many bytes.
-const EVENT_LOG_CAPACITY: usize = 512;
-const EVENT_LOG_BYTES: usize = 256 * 1024;
-/// Server messages kept while no stream can take them.
-const UNDELIVERED_CAPACITY: usize = 256;
-/// Messages queued for one connected stream. A client that falls this far
-/// behind is disconnected from the stream (it can resume from the event log)
-/// rather than letting the queue grow without bound.
-const STREAM_QUEUE: usize = 1024;
-// A replay (or a flush of undelivered messages) must fit in a fresh queue.
-const _: () = assert!(EVENT_LOG_CAPACITY < STREAM_QUEUE && UNDELIVERED_CAPACITY < STREAM_QUEUE);
 
 /// One message on its way to the client.
 #[derive(Debug)]
@@ -61,21 +52,6 @@ pub struct StreamReceiver {
     pub priming_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotKind {
-    Post,
-    Get,
-    Legacy,
-}
-
-struct Slot {
-    kind: SlotKind,
-    sink: Option<mpsc::Sender<Outgoing>>,
-    /// Requests on this stream still waiting for their answer.
-    open: usize,
-    seq: u64,
-}
-
 struct Pending {
     stream: u64,
     method: Box<str>,
@@ -84,77 +60,6 @@ struct Pending {
     progress: Option<String>,
     /// For `tools/call`, `resources/read` and `prompts/get`: what the audit record needs.
     audit: Option<Box<Audit>>,
-}
-
-/// One audited request in flight.
-struct Audit {
-    name: String,
-    arguments: Option<String>,
-    started: Instant,
-}
-
-impl Audit {
-    /// The audited requests: what they act on, and (when the service logs them) their arguments.
-    fn of(method: &str, raw: &[u8], with_arguments: bool) -> Option<Box<Audit>> {
-        let field = match method {
-            "tools/call" | "prompts/get" => "name",
-            "resources/read" => "uri",
-            _ => return None,
-        };
-        let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-        let params = v.get("params");
-        let name = params
-            .and_then(|p| p.get(field))
-            .and_then(|n| n.as_str())
-            .unwrap_or("")
-            .chars()
-            .take(256)
-            .collect();
-        let arguments = with_arguments
-            .then(|| {
-                params
-                    .and_then(|p| p.get("arguments"))
-                    .map(|a| a.to_string())
-            })
-            .flatten();
-        Some(Box::new(Audit {
-            name,
-            arguments,
-            started: Instant::now(),
-        }))
-    }
-}
-
-/// "ok", "error" (a JSON-RPC error) or "tool_error" (a result with `isError`).
-fn outcome(raw: &[u8]) -> &'static str {
-    #[derive(serde::Deserialize)]
-    struct Shape {
-        error: Option<serde::de::IgnoredAny>,
-        result: Option<ResultShape>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ResultShape {
-        #[serde(rename = "isError")]
-        is_error: Option<bool>,
-    }
-    match serde_json::from_slice::<Shape>(raw) {
-        Ok(Shape { error: Some(_), .. }) => "error",
-        Ok(Shape {
-            result: Some(ResultShape {
-                is_error: Some(true),
-            }),
-            ..
-        }) => "tool_error",
-        Ok(_) => "ok",
-        Err(_) => "unreadable",
-    }
-}
-
-struct Logged {
-    stream: u64,
-    seq: u64,
-    data: Bytes,
-    is_response: bool,
 }
 
 #[derive(Default)]
@@ -280,23 +185,6 @@ impl Session {
     fn touch(&self) {
         let ms = self.created.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// One structured record per audited request (target `audit`): who, which
-    /// client, which service and tool/resource/prompt, how long, what outcome.
-    fn audit(&self, method: &str, a: &Audit, outcome: &str) {
-        tracing::info!(
-            target: "audit",
-            user = self.owner.as_ref().map(|u| u.as_str()).unwrap_or("anonymous"),
-            client_id = self.caller.as_ref().map_or("-", |c| c.client_id.as_str()),
-            service = %self.service.name,
-            method,
-            name = a.name.as_str(),
-            duration_ms = a.started.elapsed().as_secs_f64() * 1000.0,
-            outcome,
-            arguments = a.arguments.as_deref(),
-            "audit"
-        );
     }
 
     /// The backend waiting for this person's token, if that is what this session has.
@@ -669,148 +557,4 @@ fn initialize_outcome(raw: &[u8]) -> Option<String> {
     let r: R = serde_json::from_slice(raw).ok()?;
     let v = r.result?;
     Some(v.protocol_version.unwrap_or_default())
-}
-
-fn new_slot(st: &mut State, kind: SlotKind, sink: Option<mpsc::Sender<Outgoing>>) -> u64 {
-    st.next_stream += 1;
-    let id = st.next_stream;
-    st.streams.insert(
-        id,
-        Slot {
-            kind,
-            sink,
-            open: 0,
-            seq: 0,
-        },
-    );
-    id
-}
-
-fn related_stream(st: &State, related: Option<&RequestId>) -> Option<u64> {
-    related.and_then(|r| st.pending.get(r)).map(|p| p.stream)
-}
-
-/// Route a server message that is not an answer.
-fn route(st: &mut State, target: Option<u64>, data: Bytes) {
-    let connected = |st: &State, s: u64| st.streams.get(&s).is_some_and(|slot| slot.sink.is_some());
-    let target = target
-        .or_else(|| st.get_stream.filter(|g| connected(st, *g)))
-        .or_else(|| {
-            st.streams
-                .iter()
-                .filter(|(_, s)| s.kind == SlotKind::Post && s.open > 0 && s.sink.is_some())
-                .map(|(id, _)| *id)
-                .max()
-        })
-        .or(st.get_stream);
-    match target {
-        Some(t) => emit(st, t, data, false, false),
-        None => {
-            if st.undelivered.len() >= UNDELIVERED_CAPACITY {
-                st.undelivered.pop_front();
-                tracing::warn!("a server message was dropped: the client has no open stream");
-            }
-            st.undelivered.push_back(data);
-        }
-    }
-}
-
-/// Put one message on a stream: log it for resumption, send it if connected.
-fn emit(st: &mut State, stream: u64, data: Bytes, is_response: bool, completes: bool) {
-    let Some(slot) = st.streams.get_mut(&stream) else {
-        return;
-    };
-    slot.seq += 1;
-    let seq = slot.seq;
-    if completes {
-        slot.open = slot.open.saturating_sub(1);
-    }
-    let last = slot.kind == SlotKind::Post && slot.open == 0;
-    // The legacy transport has no resumption: nothing to keep.
-    let keep = slot.kind != SlotKind::Legacy;
-    let event_id: Arc<str> = format!("{stream}.{seq}").into();
-    if let Some(sink) = &slot.sink
-        && sink
-            .try_send(Outgoing {
-                event_id,
-                data: data.clone(),
-                is_response,
-                last,
-            })
-            .is_err()
-    {
-        // Gone, or too far behind: either way the client resumes from the log.
-        slot.sink = None;
-    }
-    if last {
-        st.streams.remove(&stream);
-    }
-    if !keep {
-        return;
-    }
-    // A compact copy: `data` may be a slice of a much larger read buffer, which
-    // the log must not keep alive.
-    let data = Bytes::copy_from_slice(&data);
-    st.log_bytes += data.len();
-    st.log.push_back(Logged {
-        stream,
-        seq,
-        data,
-        is_response,
-    });
-    while st.log.len() > EVENT_LOG_CAPACITY || (st.log_bytes > EVENT_LOG_BYTES && st.log.len() > 1)
-    {
-        match st.log.pop_front() {
-            Some(old) => st.log_bytes -= old.data.len(),
-            None => break,
-        }
-    }
-}
-
-/// The client gave up on a request: stop waiting for it.
-/// Forget a request the client cancelled; returns it (for the audit record).
-fn cancel_pending(st: &mut State, msg: &Message) -> Option<Pending> {
-    #[derive(serde::Deserialize)]
-    struct C<'a> {
-        #[serde(borrow)]
-        params: Option<P<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct P<'a> {
-        #[serde(borrow, rename = "requestId")]
-        request_id: Option<&'a serde_json::value::RawValue>,
-    }
-    let Ok(C {
-        params: Some(P {
-            request_id: Some(raw),
-        }),
-    }) = serde_json::from_slice::<C>(&msg.raw)
-    else {
-        return None;
-    };
-    let Ok(probe) = Message::parse(Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{},"method":"x"}}"#,
-        raw.get()
-    ))) else {
-        return None;
-    };
-    let id = probe.request_id()?;
-    let p = st.pending.remove(id)?;
-    {
-        if let Some(tok) = &p.progress {
-            st.progress.remove(tok);
-        }
-        if let Some(slot) = st.streams.get_mut(&p.stream) {
-            slot.open = slot.open.saturating_sub(1);
-            if slot.kind == SlotKind::Post && slot.open == 0 {
-                st.streams.remove(&p.stream);
-            }
-        }
-    }
-    Some(p)
-}
-
-fn parse_event_id(s: &str) -> Option<(u64, u64)> {
-    let (a, b) = s.split_once('.')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
