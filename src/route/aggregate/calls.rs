@@ -135,7 +135,7 @@ impl Aggregate {
         let running = self
             .member(member)
             .await
-            .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
+            .map_err(|e| (code::BACKEND_UNAVAILABLE, e.to_string()))?;
         {
             let mut st = self.state();
             if let Some(i) = st.cancelled_early.iter().position(|c| c == client_id) {

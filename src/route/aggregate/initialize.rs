@@ -18,7 +18,7 @@ impl Aggregate {
             let r = self
                 .member(0)
                 .await
-                .map_err(|e| (code::BACKEND_UNAVAILABLE, e))?;
+                .map_err(|e| (code::BACKEND_UNAVAILABLE, e.to_string()))?;
             return Ok(r.init.to_string());
         }
         // Services this person can use nothing of say nothing here either.

@@ -13,13 +13,55 @@ use super::catalog::{Catalog, ListKind};
 use super::*;
 use crate::jsonrpc::{self, RequestId, code};
 
+/// Why a member could not be used. What the client sees (in an error
+/// answer) and the log say the same.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error("cannot build the request")]
+    Build,
+    #[error("{service}: {reason}")]
+    Send { service: String, reason: String },
+    #[error("{service} stopped before answering {method}")]
+    Stopped { service: String, method: String },
+    #[error("{service} did not answer {method} within {timeout:?}")]
+    Timeout {
+        service: String,
+        method: String,
+        timeout: std::time::Duration,
+    },
+    #[error("{service} sent an answer that is not JSON: {reason}")]
+    Unreadable { service: String, reason: String },
+    #[error("{service} answered {method} with an error: {message}")]
+    Refused {
+        service: String,
+        method: String,
+        message: String,
+    },
+    /// It failed recently and is left alone until the retry pause is over
+    /// (the text says why it failed).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the session is closed")]
+    Closed,
+    #[error("stopped while starting: {0}")]
+    DiedStarting(String),
+    #[error(
+        "the service has reached its limit of {max} open sessions (mcpServers.{service}.maxSessions)"
+    )]
+    Limit { service: String, max: usize },
+    #[error("did not start within {0:?}")]
+    StartTimeout(std::time::Duration),
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteError),
+}
+
 impl Aggregate {
     /// The member's catalog. Shared with every session (per person where the
     /// backend depends on the person) while the member is as any other
     /// session's would be; once it has said its lists changed (e.g. a toolset
     /// switched on), this session keeps its own, so one person's session never
     /// changes what others see.
-    pub(super) async fn catalog(&self, member: usize) -> Result<Arc<Catalog>, String> {
+    pub(super) async fn catalog(&self, member: usize) -> Result<Arc<Catalog>, MemberError> {
         let key = self.cache_key(member).clone();
         let own = {
             let st = self.state();
@@ -64,7 +106,7 @@ impl Aggregate {
         &self,
         member: usize,
         kind: ListKind,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, MemberError> {
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_PAGES {
@@ -91,7 +133,7 @@ impl Aggregate {
         member: usize,
         method: &str,
         params: Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, MemberError> {
         let running = self.member(member).await?;
         self.call_on(member, &running.backend, method, params).await
     }
@@ -102,7 +144,7 @@ impl Aggregate {
         backend: &Route,
         method: &str,
         params: Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, MemberError> {
         let svc = &self.members[member];
         let id = jsonrpc::string_id(&format!("mcpgate-{}", self.next()));
         let key = id.as_json().to_string();
@@ -112,7 +154,7 @@ impl Aggregate {
             "jsonrpc": "2.0", "id": jsonrpc::id_value(&id),
             "method": method, "params": params,
         }))
-        .ok_or("cannot build the request")?;
+        .ok_or(MemberError::Build)?;
         let timeout = if method == "initialize" {
             svc.limits.startup_timeout
         } else {
@@ -123,28 +165,42 @@ impl Aggregate {
             Ok(()) => tokio::time::timeout(timeout, rx).await,
             Err(e) => {
                 self.state().internal.remove(&key);
-                return Err(format!("{}: {e}", svc.name));
+                return Err(MemberError::Send {
+                    service: svc.name.to_string(),
+                    reason: e.to_string(),
+                });
             }
         };
         let answer = match answer {
             Ok(Ok(a)) => a,
             // The waiter was dropped: the member stopped.
-            Ok(Err(_)) => return Err(format!("{} stopped before answering {method}", svc.name)),
+            Ok(Err(_)) => {
+                return Err(MemberError::Stopped {
+                    service: svc.name.to_string(),
+                    method: method.to_string(),
+                });
+            }
             Err(_) => {
                 self.state().internal.remove(&key);
-                return Err(format!(
-                    "{} did not answer {method} within {:?}",
-                    svc.name, timeout
-                ));
+                return Err(MemberError::Timeout {
+                    service: svc.name.to_string(),
+                    method: method.to_string(),
+                    timeout,
+                });
             }
         };
-        let mut v: Value = serde_json::from_slice(&answer.raw).map_err(|e| e.to_string())?;
+        let mut v: Value =
+            serde_json::from_slice(&answer.raw).map_err(|e| MemberError::Unreadable {
+                service: svc.name.to_string(),
+                reason: e.to_string(),
+            })?;
         if let Some(e) = v.get("error") {
             let text = e.get("message").and_then(Value::as_str).unwrap_or("error");
-            return Err(format!(
-                "{} answered {method} with an error: {text}",
-                svc.name
-            ));
+            return Err(MemberError::Refused {
+                service: svc.name.to_string(),
+                method: method.to_string(),
+                message: text.to_string(),
+            });
         }
         Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null))
     }
@@ -152,7 +208,7 @@ impl Aggregate {
     /// The member, started (and initialized) if it is not running, or
     /// restarted when the person's upstream token it runs with is about to
     /// expire (it must never be sent expired).
-    pub(super) async fn member(&self, member: usize) -> Result<Arc<Running>, String> {
+    pub(super) async fn member(&self, member: usize) -> Result<Arc<Running>, MemberError> {
         if let Some(r) = self.state().running.get(&member)
             && !r.expiring()
         {
@@ -182,11 +238,11 @@ impl Aggregate {
             if let Some((until, why)) = st.down.get(&member)
                 && *until > Instant::now()
             {
-                return Err(why.clone());
+                return Err(MemberError::Unavailable(why.clone()));
             }
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err("the session is closed".into());
+            return Err(MemberError::Closed);
         }
         let svc = self.members[member].clone();
         let generation = self.next();
@@ -200,7 +256,7 @@ impl Aggregate {
         let started = match (started, died) {
             (Ok(r), Some(reason)) => {
                 Box::pin(r.backend.close()).await;
-                Err(format!("stopped while starting: {reason}"))
+                Err(MemberError::DiedStarting(reason))
             }
             (other, _) => other,
         };
@@ -208,7 +264,7 @@ impl Aggregate {
             Ok(r) => {
                 if self.closed.load(Ordering::Acquire) {
                     Box::pin(r.backend.close()).await;
-                    return Err("the session is closed".into());
+                    return Err(MemberError::Closed);
                 }
                 let mut st = self.state();
                 st.down.remove(&member);
@@ -217,6 +273,7 @@ impl Aggregate {
             }
             Err(why) => {
                 let why = format!("{} is unavailable: {why}", svc.name);
+                let err = MemberError::Unavailable(why.clone());
                 tracing::warn!(endpoint = self.name, service = %svc.name, "{why}; tried again in {RETRY_AFTER:?}");
                 // /ready is public: no person's reasons there.
                 if !svc.per_user {
@@ -224,8 +281,8 @@ impl Aggregate {
                 }
                 self.state()
                     .down
-                    .insert(member, (Instant::now() + RETRY_AFTER, why.clone()));
-                Err(why)
+                    .insert(member, (Instant::now() + RETRY_AFTER, why));
+                Err(err)
             }
         }
     }
@@ -234,20 +291,16 @@ impl Aggregate {
         &self,
         member: usize,
         generation: u64,
-    ) -> Result<Arc<Running>, String> {
+    ) -> Result<Arc<Running>, MemberError> {
         let svc = self.members[member].clone();
-        let token = self
-            .access
-            .token_for(&svc, self.caller.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let token = self.access.token_for(&svc, self.caller.as_ref()).await?;
         let expires_at = token.as_ref().and_then(|t| t.expires_at);
         // Each member counts as a session of its service (maxSessions).
         if !svc.stats.try_open_session(svc.limits.max_sessions) {
-            return Err(format!(
-                "the service has reached its limit of {} open sessions (mcpServers.{}.maxSessions)",
-                svc.limits.max_sessions, svc.name
-            ));
+            return Err(MemberError::Limit {
+                service: svc.name.to_string(),
+                max: svc.limits.max_sessions,
+            });
         }
         let slot = SessionSlot(svc.clone());
         let inbox = Arc::new(MemberInbox {
@@ -261,8 +314,7 @@ impl Aggregate {
             self.access.member(&svc, self.caller.as_ref(), token, weak),
         )
         .await
-        .map_err(|_| format!("did not start within {:?}", svc.limits.startup_timeout))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| MemberError::StartTimeout(svc.limits.startup_timeout))??;
         let params = self.state().client_init.clone().unwrap_or_else(|| {
             json!({
                 "protocolVersion": crate::jsonrpc::SUPPORTED_VERSIONS[0],

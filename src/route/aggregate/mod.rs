@@ -261,7 +261,7 @@ impl Aggregate {
 
     /// What a member offers (from the cache, or by starting it), for
     /// `mcpgate policy explain`.
-    pub async fn discover(&self, member: usize) -> Result<Arc<Catalog>, String> {
+    pub async fn discover(&self, member: usize) -> Result<Arc<Catalog>, members::MemberError> {
         self.catalog(member).await
     }
 
