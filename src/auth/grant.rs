@@ -68,7 +68,21 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(retry) = auth.limits.token.check(&auth.client_key(peer, &headers)) {
+    let ip = auth.client_key(peer, &headers);
+    if let Err(retry) = auth.limits.token.check(&ip) {
+        return too_many(retry);
+    }
+    // The client as it names itself (it may be unknown or lying): enough to
+    // count its failures, never trusted for anything else.
+    let claimed = claimed_client_id(&headers, &body);
+    // Too many failed grants from this address or for this client: guessing
+    // codes, refresh tokens or secrets stops here.
+    let blocked = auth.limits.failed_grant_ip.blocked(&ip).or_else(|| {
+        claimed
+            .as_deref()
+            .and_then(|c| auth.limits.failed_grant_client.blocked(c))
+    });
+    if let Some(retry) = blocked {
         return too_many(retry);
     }
     let result = async {
@@ -96,8 +110,41 @@ pub async fn token(
             h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             resp
         }
-        Err(e) => client_error_response(e, &headers),
+        Err(e) => {
+            if matches!(e.code, ErrorCode::InvalidGrant | ErrorCode::InvalidClient) {
+                auth.limits.failed_grant_ip.record(&ip);
+                if let Some(c) = claimed.as_deref() {
+                    auth.limits.failed_grant_client.record(c);
+                }
+                tracing::info!(
+                    target: "audit",
+                    ip = ip.as_str(),
+                    client_id = claimed.as_deref().unwrap_or("-"),
+                    error = e.code.as_str(),
+                    reason = e.description.as_ref(),
+                    "token request refused"
+                );
+            }
+            client_error_response(e, &headers)
+        }
     }
+}
+
+/// The client id a token request names (HTTP Basic user, else the form's
+/// `client_id`), cut short: a key for counting failures, nothing more.
+fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let id = headers
+        .get(header::AUTHORIZATION)
+        .and_then(parse_basic)
+        .map(|(id, _)| id)
+        .or_else(|| {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .ok()?
+                .into_iter()
+                .find(|(k, _)| k == "client_id")
+                .map(|(_, v)| v)
+        })?;
+    Some(id.chars().take(200).collect())
 }
 
 /// `invalid_client` after HTTP Basic gets `WWW-Authenticate: Basic` (RFC 6749 §5.2).
@@ -239,6 +286,21 @@ async fn code_grant(
         .map_err(store_failed)?
     else {
         if let Ok(Some(redeemed)) = auth.store.get::<RedeemedCode>(&key).await {
+            if !redeemed.issued {
+                // Its first redemption failed: nothing was issued, nothing to revoke.
+                tracing::info!(
+                    client_id = client.id.as_str(),
+                    "an authorization code was presented again after a failed redemption"
+                );
+                return Err(invalid(
+                    "the authorization code was already used (its redemption failed); start a new authorization",
+                ));
+            }
+            tracing::warn!(
+                target: "audit",
+                client_id = client.id.as_str(),
+                "authorization code replayed: the tokens issued for it are revoked"
+            );
             auth.revoke_family(&redeemed.family, "authorization code replayed")
                 .await;
             return Err(invalid(
@@ -252,6 +314,7 @@ async fn code_grant(
             &key,
             &RedeemedCode {
                 family: grant.family.clone(),
+                issued: false,
             },
             Some(SystemTime::now() + REDEEMED_MEMORY),
         )
@@ -307,6 +370,18 @@ async fn code_grant(
                 revoked_because: None,
             },
             Some(auth.family_expiry()),
+        )
+        .await
+        .map_err(store_failed)?;
+    // From here on tokens exist for this code: presenting it again is a replay.
+    auth.store
+        .put(
+            &key,
+            &RedeemedCode {
+                family: grant.family.clone(),
+                issued: true,
+            },
+            Some(SystemTime::now() + REDEEMED_MEMORY),
         )
         .await
         .map_err(store_failed)?;
@@ -558,7 +633,21 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(retry) = auth.limits.token.check(&auth.client_key(peer, &headers)) {
+    let ip = auth.client_key(peer, &headers);
+    if let Err(retry) = auth.limits.token.check(&ip) {
+        return too_many(retry);
+    }
+    // The client as it names itself (it may be unknown or lying): enough to
+    // count its failures, never trusted for anything else.
+    let claimed = claimed_client_id(&headers, &body);
+    // Too many failed grants from this address or for this client: guessing
+    // codes, refresh tokens or secrets stops here.
+    let blocked = auth.limits.failed_grant_ip.blocked(&ip).or_else(|| {
+        claimed
+            .as_deref()
+            .and_then(|c| auth.limits.failed_grant_client.blocked(c))
+    });
+    if let Some(retry) = blocked {
         return too_many(retry);
     }
     let result = async {

@@ -296,6 +296,29 @@ impl Auth {
         ratelimit::client_ip(peer.ip(), headers, &self.trusted_proxies).to_string()
     }
 
+    /// Leave an audit line for an access token the resource server refused
+    /// (at most 10 a minute per client IP). Never the token itself.
+    pub fn note_refused_token(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &axum::http::HeaderMap,
+        service: &str,
+        client_id: Option<&str>,
+        reason: &str,
+    ) {
+        let ip = peer.map_or_else(|| "-".to_string(), |p| self.client_key(p, headers));
+        if self.limits.refused_token_log.check(&ip).is_ok() {
+            tracing::info!(
+                target: "audit",
+                ip = ip.as_str(),
+                service,
+                client_id = client_id.unwrap_or("-"),
+                reason,
+                "access token refused"
+            );
+        }
+    }
+
     /// Keep a message for the page a redirect leads to; the URL carries only a
     /// random id, so a crafted link cannot put its own text on the page.
     pub fn flash(&self, message: &str) -> String {

@@ -116,6 +116,17 @@ impl Record for CodeGrant {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedeemedCode {
     pub family: FamilyId,
+    /// Whether tokens were issued for it: a code whose redemption failed
+    /// (wrong verifier, client or redirect URI) is used up, but presenting it
+    /// again is no replay of anything issued.
+    #[serde(default = "issued_by_default")]
+    pub issued: bool,
+}
+
+/// Records written before `issued` existed were written only on success paths
+/// that went on to issue tokens: treat them as issued (the safe reading).
+fn issued_by_default() -> bool {
+    true
 }
 
 impl Record for RedeemedCode {

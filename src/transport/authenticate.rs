@@ -58,7 +58,29 @@ pub async fn authenticate(
         }
         v
     };
-    let refuse = |error: Option<OAuthError>| {
+    // Machine clients of this service (serviceAuths) first: a static bearer
+    // token or basic auth. Both paths end in the same `Caller`, so the two
+    // kinds of caller work side by side on one service.
+    if let Some(svc) = auth.service(&service)
+        && !svc.service_auths.is_empty()
+        && let Some(caller) = service_auth(svc, &req)
+    {
+        tracing::debug!(service, user = caller.email.as_str(), "service auth");
+        req.extensions_mut().insert(Arc::new(caller));
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let headers = req.headers();
+    // A refused token leaves an audit line (budgeted per IP); a request with
+    // no token at all is how every client discovers the authorization
+    // server, so it leaves none.
+    let refuse = |error: Option<OAuthError>, client: Option<&str>| {
+        if let Some(e) = &error {
+            auth.note_refused_token(peer, headers, &service, client, &e.description);
+        }
         let header_value = challenge(error.as_ref());
         let mut resp = match error {
             Some(e) => e.into_response(),
@@ -73,40 +95,37 @@ pub async fn authenticate(
         }
         resp
     };
-    // Machine clients of this service (serviceAuths) first: a static bearer
-    // token or basic auth. Both paths end in the same `Caller`, so the two
-    // kinds of caller work side by side on one service.
-    if let Some(svc) = auth.service(&service)
-        && !svc.service_auths.is_empty()
-        && let Some(caller) = service_auth(svc, &req)
-    {
-        tracing::debug!(service, user = caller.email.as_str(), "service auth");
-        req.extensions_mut().insert(Arc::new(caller));
-        return next.run(req).await;
-    }
     let Some(token) = bearer(&req) else {
-        return refuse(None);
+        return refuse(None, None);
     };
     let claims = match auth.keys.verify(token) {
         Ok(c) => c,
-        Err(why) => return refuse(Some(OAuthError::new(ErrorCode::InvalidToken, why))),
+        Err(why) => {
+            return refuse(Some(OAuthError::new(ErrorCode::InvalidToken, why)), None);
+        }
     };
     if auth.is_revoked(&claims.fam) {
-        return refuse(Some(OAuthError::new(
-            ErrorCode::InvalidToken,
-            "the access token was revoked",
-        )));
+        return refuse(
+            Some(OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the access token was revoked",
+            )),
+            Some(claims.client_id.as_str()),
+        );
     }
     let for_here = claims.aud == auth.audience_claim(&Audience::Gateway)
         || claims.aud == auth.audience_claim(&Audience::Service(service.clone()));
     if !for_here {
-        return refuse(Some(OAuthError::new(
-            ErrorCode::InvalidToken,
-            format!(
-                "the access token is for another resource; get one for {}",
-                auth.resource_url(&service)
-            ),
-        )));
+        return refuse(
+            Some(OAuthError::new(
+                ErrorCode::InvalidToken,
+                format!(
+                    "the access token is for another resource; get one for {}",
+                    auth.resource_url(&service)
+                ),
+            )),
+            Some(claims.client_id.as_str()),
+        );
     }
     if let Some(missing) = required
         .iter()
@@ -116,7 +135,7 @@ pub async fn authenticate(
             ErrorCode::InsufficientScope,
             format!("the access token lacks the scope {missing:?} this service requires"),
         );
-        let mut resp = refuse(Some(e));
+        let mut resp = refuse(Some(e), Some(claims.client_id.as_str()));
         *resp.status_mut() = StatusCode::FORBIDDEN;
         return resp;
     }
