@@ -492,12 +492,12 @@ impl Auth {
     /// Whether this person may still sign in (checked at sign-in and again at
     /// every refresh, so removing someone from the policy or the local users
     /// ends their access within one access-token lifetime).
-    pub fn still_allowed(&self, identity: &idp::Identity) -> Result<(), String> {
+    pub fn still_allowed(&self, identity: &idp::Identity) -> Result<(), flow::AccessDenied> {
         if let Login::Local(users) = &self.login
             && identity.provider == "local"
             && !users.iter().any(|u| u.email == identity.email)
         {
-            return Err("this local user no longer exists".into());
+            return Err(flow::AccessDenied::LocalUserRemoved);
         }
         flow::allowed(&self.settings.policy, identity)
     }
