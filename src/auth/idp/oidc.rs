@@ -22,10 +22,10 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{
-    AuthMethod, IdTokenProblem, Identity, IdpError, OidcSettings, UpstreamHttp, UpstreamHttpError,
-    credentials, endpoint_url, exchange_code, shown,
-};
+use super::error::{IdTokenProblem, IdpError};
+use super::http::{UpstreamHttp, UpstreamHttpError, credentials, endpoint_url, exchange_code};
+use super::{Identity, OidcSettings};
+use crate::oauth::client::{AuthMethod, shown};
 
 const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
