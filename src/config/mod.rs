@@ -27,6 +27,18 @@ use url::Url;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceName(String);
 
+/// Why a text is not a service name. The message names the rule (and the URL
+/// path the name becomes); groups and the aggregate path reuse it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceNameError {
+    #[error(
+        "service name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit (it becomes the URL path /{0}/mcp)"
+    )]
+    Invalid(String),
+    #[error("service name {0:?} is reserved for the gateway's own endpoints; choose another name")]
+    Reserved(String),
+}
+
 impl ServiceName {
     /// Path segments that the gateway keeps for itself, now or later.
     const RESERVED: &'static [&'static str] = &[
@@ -49,7 +61,7 @@ impl ServiceName {
         "metrics",
     ];
 
-    pub fn parse(name: &str) -> Result<ServiceName, String> {
+    pub fn parse(name: &str) -> Result<ServiceName, ServiceNameError> {
         let ok_chars = name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -58,14 +70,10 @@ impl ServiceName {
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !ok_chars || !first_ok || name.len() > 64 {
-            return Err(format!(
-                "service name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit (it becomes the URL path /{name}/mcp)"
-            ));
+            return Err(ServiceNameError::Invalid(name.to_string()));
         }
         if Self::RESERVED.contains(&name) {
-            return Err(format!(
-                "service name {name:?} is reserved for the gateway's own endpoints; choose another name"
-            ));
+            return Err(ServiceNameError::Reserved(name.to_string()));
         }
         Ok(ServiceName(name.to_string()))
     }
@@ -418,7 +426,7 @@ pub fn parse(
             Err(m) => {
                 problems.push(Problem {
                     path: path.clone(),
-                    message: m,
+                    message: m.to_string(),
                 });
                 None
             }
@@ -485,9 +493,9 @@ fn policies(
         let name = p.name.clone().unwrap_or_else(|| format!("policies[{i}]"));
         match crate::policy::Rule::parse(name, &p.subjects, &p.tools, &names) {
             Ok(r) => rules.push(r),
-            Err(list) => problems.extend(list.into_iter().map(|(field, message)| Problem {
-                path: format!("policies[{i}].{field}"),
-                message,
+            Err(list) => problems.extend(list.into_iter().map(|p| Problem {
+                path: format!("policies[{i}].{}", p.field),
+                message: p.error.to_string(),
             })),
         }
     }
@@ -583,7 +591,7 @@ fn aggregate_settings(
                     Some(Ok(n)) => endpoints.push((n, list)),
                     Some(Err(m)) => problem(
                         "proxy.aggregate.path".into(),
-                        m.replace("service name", "the path's name"),
+                        m.to_string().replace("service name", "the path's name"),
                     ),
                     None => problem(
                         "proxy.aggregate.path".into(),
@@ -604,7 +612,7 @@ fn aggregate_settings(
                 ),
             ),
             Ok(name) => endpoints.push((name, list)),
-            Err(m) => problem(path, m.replace("service name", "group name")),
+            Err(m) => problem(path, m.to_string().replace("service name", "group name")),
         }
     }
     // `a` + `_` + `b_c` and `a_b` + `_` + `c` would both read `a_b_c` (and with

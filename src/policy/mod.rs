@@ -25,6 +25,40 @@ pub enum ItemKind {
     Resource,
 }
 
+/// What is wrong with one part of a configured rule. Each message names the
+/// text and shows the forms that work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("is empty; name who the rule is for (e.g. [\"@corp.com\"] or [\"*\"])")]
+    NoSubjects,
+    #[error("is empty; list what the rule allows or denies (e.g. [\"github:list_*\"])")]
+    NoItems,
+    #[error(
+        "subject {0:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"org:NAME\" (a GitHub organization), \"service:NAME\" (a serviceAuths user) or \"*\""
+    )]
+    UnknownSubject(String),
+    #[error("subject {0:?} names nothing after its prefix")]
+    EmptySubject(String),
+    #[error(
+        "{0:?} is not a pattern like \"github:list_*\", \"filesystem:*\" or \"!filesystem:write_file\""
+    )]
+    NotAPattern(String),
+    #[error("{pattern:?} names the service {service:?}, which is not configured (known: {known})")]
+    UnknownService {
+        pattern: String,
+        service: String,
+        known: String,
+    },
+}
+
+/// One problem of a configured rule: where in the rule (`subjects[1]`,
+/// `tools`), for config to turn into a JSON path, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    pub field: String,
+    pub error: PatternError,
+}
+
 /// One entry of a rule's `subjects`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SubjectPattern {
@@ -36,7 +70,7 @@ enum SubjectPattern {
 }
 
 impl SubjectPattern {
-    fn parse(text: &str) -> Result<SubjectPattern, String> {
+    fn parse(text: &str) -> Result<SubjectPattern, PatternError> {
         let t = text.trim();
         if t == "*" {
             return Ok(SubjectPattern::Everyone);
@@ -60,9 +94,7 @@ impl SubjectPattern {
         {
             return Ok(SubjectPattern::Email(t.to_ascii_lowercase()));
         }
-        Err(format!(
-            "subject {text:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"org:NAME\" (a GitHub organization), \"service:NAME\" (a serviceAuths user) or \"*\""
-        ))
+        Err(PatternError::UnknownSubject(text.to_string()))
     }
 
     /// Whether the pattern names this caller (`None`: nobody signed in,
@@ -88,9 +120,9 @@ impl SubjectPattern {
     }
 }
 
-fn non_empty<'a>(part: &'a str, whole: &str) -> Result<&'a str, String> {
+fn non_empty<'a>(part: &'a str, whole: &str) -> Result<&'a str, PatternError> {
     if part.trim().is_empty() {
-        Err(format!("subject {whole:?} names nothing after its prefix"))
+        Err(PatternError::EmptySubject(whole.to_string()))
     } else {
         Ok(part.trim())
     }
@@ -106,7 +138,7 @@ struct ItemPattern {
 }
 
 impl ItemPattern {
-    fn parse(text: &str, services: &[&str]) -> Result<ItemPattern, String> {
+    fn parse(text: &str, services: &[&str]) -> Result<ItemPattern, PatternError> {
         let t = text.trim();
         let (deny, rest) = match t.strip_prefix('!') {
             Some(r) => (true, r.trim()),
@@ -114,15 +146,14 @@ impl ItemPattern {
         };
         let (service, item) = rest.split_once(':').unwrap_or((rest, "*"));
         if service.is_empty() || item.is_empty() {
-            return Err(format!(
-                "{text:?} is not a pattern like \"github:list_*\", \"filesystem:*\" or \"!filesystem:write_file\""
-            ));
+            return Err(PatternError::NotAPattern(text.to_string()));
         }
         if !service.contains(['*', '?']) && !services.contains(&service) {
-            return Err(format!(
-                "{text:?} names the service {service:?}, which is not configured (known: {})",
-                services.join(", ")
-            ));
+            return Err(PatternError::UnknownService {
+                pattern: text.to_string(),
+                service: service.to_string(),
+                known: services.join(", "),
+            });
         }
         Ok(ItemPattern {
             deny,
@@ -161,36 +192,32 @@ impl Rule {
         subjects: &[String],
         items: &[String],
         services: &[&str],
-    ) -> Result<Rule, Vec<(String, String)>> {
+    ) -> Result<Rule, Vec<RuleProblem>> {
         let mut problems = Vec::new();
         let mut rule = Rule {
             name,
             subjects: Vec::new(),
             items: Vec::new(),
         };
+        let mut problem = |field: String, error: PatternError| {
+            problems.push(RuleProblem { field, error });
+        };
         if subjects.is_empty() {
-            problems.push((
-                "subjects".to_string(),
-                "is empty; name who the rule is for (e.g. [\"@corp.com\"] or [\"*\"])".to_string(),
-            ));
+            problem("subjects".to_string(), PatternError::NoSubjects);
         }
         for (i, s) in subjects.iter().enumerate() {
             match SubjectPattern::parse(s) {
                 Ok(p) => rule.subjects.push(p),
-                Err(m) => problems.push((format!("subjects[{i}]"), m)),
+                Err(e) => problem(format!("subjects[{i}]"), e),
             }
         }
         if items.is_empty() {
-            problems.push((
-                "tools".to_string(),
-                "is empty; list what the rule allows or denies (e.g. [\"github:list_*\"])"
-                    .to_string(),
-            ));
+            problem("tools".to_string(), PatternError::NoItems);
         }
         for (i, t) in items.iter().enumerate() {
             match ItemPattern::parse(t, services) {
                 Ok(p) => rule.items.push(p),
-                Err(m) => problems.push((format!("tools[{i}]"), m)),
+                Err(e) => problem(format!("tools[{i}]"), e),
             }
         }
         if problems.is_empty() {
@@ -578,7 +605,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].1.contains("not one of"));
-        assert!(e[1].1.contains("not configured"));
+        assert_eq!(e[0].field, "subjects[0]");
+        assert!(e[0].error.to_string().contains("not one of"));
+        assert_eq!(e[1].field, "tools[0]");
+        assert!(e[1].error.to_string().contains("not configured"));
+        assert_eq!(e[2].error, PatternError::NotAPattern(":x".into()));
     }
 }

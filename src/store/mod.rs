@@ -107,51 +107,62 @@ pub enum StoreSpec {
     Sqlite(PathBuf),
 }
 
+/// Why a `storage` setting names no store. Each message shows the form to
+/// write; a database URL is never echoed past its scheme (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreSpecError {
+    #[error("\"sqlite:\" needs a file path, e.g. \"sqlite:/var/lib/mcpgate/mcpgate.db\"")]
+    NoPath,
+    #[error("for a store that is not kept on disk write \"memory\", not \"sqlite::memory:\"")]
+    SqliteMemory,
+    /// `sqlite://x`: relative to some tools, absolute to others.
+    #[error(
+        "write the store path without \"//\": \"sqlite:/absolute/path.db\" or \"sqlite:relative/path.db\" (got \"sqlite:{0}\")"
+    )]
+    DoubleSlash(String),
+    #[error(
+        "PostgreSQL stores (\"postgres:...\") are not supported yet; use \"sqlite:/path/to/mcpgate.db\" or \"memory\""
+    )]
+    Postgres,
+    /// Only the scheme (`redis:...`) or the whole text when it has none.
+    #[error(
+        "unknown store {0:?}: expected \"memory\" or \"sqlite:/path/to/mcpgate.db\" (\"postgres:\" is not supported yet)"
+    )]
+    Unknown(String),
+}
+
 impl StoreSpec {
     /// `"memory"`, `"sqlite:/abs/path.db"` or `"sqlite:relative.db"` (relative
     /// to the working directory).
-    pub fn parse(text: &str) -> std::result::Result<StoreSpec, String> {
+    pub fn parse(text: &str) -> std::result::Result<StoreSpec, StoreSpecError> {
         let text = text.trim();
         if text == "memory" {
             return Ok(StoreSpec::Memory);
         }
         if let Some(path) = text.strip_prefix("sqlite:") {
             if path.is_empty() {
-                return Err(
-                    "\"sqlite:\" needs a file path, e.g. \"sqlite:/var/lib/mcpgate/mcpgate.db\""
-                        .to_owned(),
-                );
+                return Err(StoreSpecError::NoPath);
             }
             if path == ":memory:" {
-                return Err(
-                    "for a store that is not kept on disk write \"memory\", not \"sqlite::memory:\""
-                        .to_owned(),
-                );
+                return Err(StoreSpecError::SqliteMemory);
             }
             // URL-style "sqlite://x" means a relative path to some tools and an
             // absolute one to others; guessing wrong puts the tokens somewhere
             // unexpected, so make the user say which.
             if path.starts_with("//") {
-                return Err(format!(
-                    "write the store path without \"//\": \"sqlite:/absolute/path.db\" or \"sqlite:relative/path.db\" (got \"sqlite:{path}\")"
-                ));
+                return Err(StoreSpecError::DoubleSlash(path.to_owned()));
             }
             return Ok(StoreSpec::Sqlite(PathBuf::from(path)));
         }
         // Only the scheme is echoed: the rest of a database URL may hold a password.
         if text.starts_with("postgres:") || text.starts_with("postgresql:") {
-            return Err(
-                "PostgreSQL stores (\"postgres:...\") are not supported yet; use \"sqlite:/path/to/mcpgate.db\" or \"memory\""
-                    .to_owned(),
-            );
+            return Err(StoreSpecError::Postgres);
         }
         let shown = match text.split_once(':') {
             Some((scheme, _)) => format!("{scheme}:..."),
             None => text.to_owned(),
         };
-        Err(format!(
-            "unknown store {shown:?}: expected \"memory\" or \"sqlite:/path/to/mcpgate.db\" (\"postgres:\" is not supported yet)"
-        ))
+        Err(StoreSpecError::Unknown(shown))
     }
 }
 
@@ -773,13 +784,17 @@ mod tests {
         ] {
             assert!(StoreSpec::parse(bad).is_err(), "{bad:?}");
         }
-        let err = StoreSpec::parse("postgres://admin:hunter2@db/mcpgate").unwrap_err();
+        let err = StoreSpec::parse("postgres://admin:hunter2@db/mcpgate")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("postgres:") && err.contains("not supported yet"),
             "{err}"
         );
         assert!(!err.contains("hunter2"), "{err}");
-        let err = StoreSpec::parse("mysql://admin:hunter2@db/mcpgate").unwrap_err();
+        let err = StoreSpec::parse("mysql://admin:hunter2@db/mcpgate")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"postgres:\" is not supported yet"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
