@@ -38,10 +38,12 @@
 //! |---|---|
 //! | `mod.rs` | the settings, [`Provider`] (start, finish), [`PendingLogin`], [`Identity`] |
 //! | `oidc` | Google and OpenID Connect: discovery, ID token verification, userinfo |
+//! | `claims` | what an OpenID Connect claim means (groups, `email_verified`, names) |
 //! | `github` | GitHub: the API's user, verified primary email, organizations |
 //! | `http` | endpoint URLs, the one HTTP client for providers, the code exchange |
 //! | `error` | [`IdpError`] and [`IdTokenProblem`] |
 
+mod claims;
 mod error;
 mod github;
 mod http;
