@@ -11,8 +11,8 @@ use url::{Host, Url};
 
 use super::MAX_URL_LEN;
 
-/// Why a client ID URL is not fetched. The message follows "client metadata
-/// document <url>: ".
+/// Why a client ID URL is not fetched. The message follows
+/// `client metadata document <url>: ` (see [`super::CimdError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlRefused {
     #[error("the URL is longer than {MAX_URL_LEN} characters")]

@@ -17,8 +17,9 @@ const MAX_CLIENT_NAME_CHARS: usize = 100;
 /// More than any real client needs; each one is parsed and matched later.
 const MAX_REDIRECT_URIS: usize = 32;
 
-/// Why a fetched document is refused. The message follows "client metadata
-/// document <url>: "; client-supplied text in it is quoted and cut short.
+/// Why a fetched document is refused. The message follows
+/// `client metadata document <url>: `; client-supplied text in it is quoted
+/// and cut short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentRefused {
     #[error("is not valid JSON ({0})")]

@@ -16,8 +16,8 @@ use url::Url;
 use super::address::{NON_PUBLIC, is_public_ip};
 use super::{CimdPolicy, short};
 
-/// Why a document could not be fetched. The message follows "client metadata
-/// document <url>: ".
+/// Why a document could not be fetched. The message follows
+/// `client metadata document <url>: ` (see [`super::CimdError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchFailed {
     /// The whole exchange, body included, took longer than the policy allows.

@@ -123,7 +123,7 @@ pub struct ClientMetadata {
 }
 
 /// Why a client ID's document was refused: its URL, its fetch, or its content.
-/// Clients see it as `invalid_client`, "client metadata document <url>: <why>".
+/// Clients see it as `invalid_client`, `client metadata document <url>: <why>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CimdError {
     #[error(transparent)]

@@ -6,7 +6,7 @@ use crate::auth::idp::Identity;
 use crate::config::auth::AccessPolicy;
 
 /// Why a signed-in person may not use the gateway. The message completes
-/// "<email> is signed in, but ...".
+/// `<email> is signed in, but ...`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessDenied {
     /// No `allowed*` list, and `allowAllKnownUsers` is off.
