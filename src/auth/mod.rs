@@ -10,15 +10,19 @@
 //!   `/oauth/callback` -> consent -> 302 back to the client with a code.
 //! - [`grant`]: `/token` (code and refresh grants, rotation, reuse detection) and
 //!   `/revoke` (RFC 7009).
-//! - [`resource`]: the resource server: the bearer check in front of every MCP
-//!   endpoint (401/403 with `WWW-Authenticate`).
+//! - The resource server (the bearer check in front of every MCP endpoint,
+//!   401/403 with `WWW-Authenticate`) is `transport::authenticate`, which uses
+//!   [`jwt`] from here.
 //! - [`account`]: `/my/consents`, where a person sees and revokes what they allowed.
 //! - [`user_tokens`]: each person's own token per service, sealed at rest.
 //! - [`jwt`]: access tokens (ES256 JWT, persisted key, JWKS, verification cache).
 //! - [`records`]: what is kept in the store.
-//! - [`error`], [`redirect`], [`token`], [`password`], [`cimd`], [`idp`]: the
-//!   building blocks (RFC error codes, redirect URI rules, typed opaque tokens,
-//!   argon2id, metadata-document fetching with SSRF protection, identity providers).
+//! - [`upstream`]: a service's own OAuth ("Connect"), per person.
+//! - [`token`], [`cimd`], [`idp`]: the building blocks (typed opaque tokens,
+//!   metadata-document fetching with SSRF protection, identity providers); RFC
+//!   error codes, redirect URI rules and argon2id live in
+//!   [`crate::oauth::error`], [`crate::oauth::redirect`] and
+//!   [`crate::util::password`].
 
 pub mod account;
 pub mod cimd;
@@ -515,12 +519,12 @@ impl Auth {
     /// Whether this person may still sign in (checked at sign-in and again at
     /// every refresh, so removing someone from the policy or the local users
     /// ends their access within one access-token lifetime).
-    pub fn still_allowed(&self, identity: &idp::Identity) -> Result<(), String> {
+    pub fn still_allowed(&self, identity: &idp::Identity) -> Result<(), flow::AccessDenied> {
         if let Login::Local(users) = &self.login
             && identity.provider == "local"
             && !users.iter().any(|u| u.email == identity.email)
         {
-            return Err("this local user no longer exists".into());
+            return Err(flow::AccessDenied::LocalUserRemoved);
         }
         flow::allowed(&self.settings.policy, identity)
     }

@@ -46,9 +46,9 @@ pub(super) fn resolve(
                         path: path.to_string(),
                         message: format!("{key:?} must be a string"),
                     }),
-                    Err(m) => problems.push(Problem {
+                    Err(e) => problems.push(Problem {
                         path: path.to_string(),
-                        message: m,
+                        message: e.to_string(),
                     }),
                 }
                 return;
@@ -79,21 +79,26 @@ pub(super) fn resolve(
     }
 }
 
+/// An object that looks like a reference (a `$` key) but is not a usable one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ReferenceError {
+    #[error("unknown reference {0:?}; use {{\"$env\": \"VARIABLE\"}}")]
+    Unknown(String),
+    #[error("a {0:?} reference must be an object with that single key")]
+    NotAlone(&'static str),
+}
+
 /// Recognise an object that is a reference (`$env`, `$user`, `$userToken`).
 fn reference_kind(
     map: &serde_json::Map<String, serde_json::Value>,
-) -> Option<Result<(&'static str, &serde_json::Value), String>> {
+) -> Option<Result<(&'static str, &serde_json::Value), ReferenceError>> {
     const KINDS: [&str; 3] = ["$env", "$user", "$userToken"];
     let key = map.keys().find(|k| k.starts_with('$') && *k != "$schema")?;
     let Some(kind) = KINDS.iter().find(|k| *k == key) else {
-        return Some(Err(format!(
-            "unknown reference {key:?}; use {{\"$env\": \"VARIABLE\"}}"
-        )));
+        return Some(Err(ReferenceError::Unknown(key.clone())));
     };
     if map.len() != 1 {
-        return Some(Err(format!(
-            "a {kind:?} reference must be an object with that single key"
-        )));
+        return Some(Err(ReferenceError::NotAlone(kind)));
     }
     map.get(*kind).map(|v| Ok((*kind, v)))
 }

@@ -25,6 +25,40 @@ pub enum ItemKind {
     Resource,
 }
 
+/// What is wrong with one part of a configured rule. Each message names the
+/// text and shows the forms that work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("is empty; name who the rule is for (e.g. [\"@corp.com\"] or [\"*\"])")]
+    NoSubjects,
+    #[error("is empty; list what the rule allows or denies (e.g. [\"github:list_*\"])")]
+    NoItems,
+    #[error(
+        "subject {0:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"org:NAME\" (a GitHub organization), \"service:NAME\" (a serviceAuths user) or \"*\""
+    )]
+    UnknownSubject(String),
+    #[error("subject {0:?} names nothing after its prefix")]
+    EmptySubject(String),
+    #[error(
+        "{0:?} is not a pattern like \"github:list_*\", \"filesystem:*\" or \"!filesystem:write_file\""
+    )]
+    NotAPattern(String),
+    #[error("{pattern:?} names the service {service:?}, which is not configured (known: {known})")]
+    UnknownService {
+        pattern: String,
+        service: String,
+        known: String,
+    },
+}
+
+/// One problem of a configured rule: where in the rule (`subjects[1]`,
+/// `tools`), for config to turn into a JSON path, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    pub field: String,
+    pub error: PatternError,
+}
+
 /// One entry of a rule's `subjects`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SubjectPattern {
@@ -36,7 +70,7 @@ enum SubjectPattern {
 }
 
 impl SubjectPattern {
-    fn parse(text: &str) -> Result<SubjectPattern, String> {
+    fn parse(text: &str) -> Result<SubjectPattern, PatternError> {
         let t = text.trim();
         if t == "*" {
             return Ok(SubjectPattern::Everyone);
@@ -60,9 +94,7 @@ impl SubjectPattern {
         {
             return Ok(SubjectPattern::Email(t.to_ascii_lowercase()));
         }
-        Err(format!(
-            "subject {text:?} is not one of: an email (\"alice@corp.com\"), a domain (\"@corp.com\"), \"group:NAME\", \"org:NAME\" (a GitHub organization), \"service:NAME\" (a serviceAuths user) or \"*\""
-        ))
+        Err(PatternError::UnknownSubject(text.to_string()))
     }
 
     /// Whether the pattern names this caller (`None`: nobody signed in,
@@ -88,9 +120,9 @@ impl SubjectPattern {
     }
 }
 
-fn non_empty<'a>(part: &'a str, whole: &str) -> Result<&'a str, String> {
+fn non_empty<'a>(part: &'a str, whole: &str) -> Result<&'a str, PatternError> {
     if part.trim().is_empty() {
-        Err(format!("subject {whole:?} names nothing after its prefix"))
+        Err(PatternError::EmptySubject(whole.to_string()))
     } else {
         Ok(part.trim())
     }
@@ -106,7 +138,7 @@ struct ItemPattern {
 }
 
 impl ItemPattern {
-    fn parse(text: &str, services: &[&str]) -> Result<ItemPattern, String> {
+    fn parse(text: &str, services: &[&str]) -> Result<ItemPattern, PatternError> {
         let t = text.trim();
         let (deny, rest) = match t.strip_prefix('!') {
             Some(r) => (true, r.trim()),
@@ -114,15 +146,14 @@ impl ItemPattern {
         };
         let (service, item) = rest.split_once(':').unwrap_or((rest, "*"));
         if service.is_empty() || item.is_empty() {
-            return Err(format!(
-                "{text:?} is not a pattern like \"github:list_*\", \"filesystem:*\" or \"!filesystem:write_file\""
-            ));
+            return Err(PatternError::NotAPattern(text.to_string()));
         }
         if !service.contains(['*', '?']) && !services.contains(&service) {
-            return Err(format!(
-                "{text:?} names the service {service:?}, which is not configured (known: {})",
-                services.join(", ")
-            ));
+            return Err(PatternError::UnknownService {
+                pattern: text.to_string(),
+                service: service.to_string(),
+                known: services.join(", "),
+            });
         }
         Ok(ItemPattern {
             deny,
@@ -161,36 +192,32 @@ impl Rule {
         subjects: &[String],
         items: &[String],
         services: &[&str],
-    ) -> Result<Rule, Vec<(String, String)>> {
+    ) -> Result<Rule, Vec<RuleProblem>> {
         let mut problems = Vec::new();
         let mut rule = Rule {
             name,
             subjects: Vec::new(),
             items: Vec::new(),
         };
+        let mut problem = |field: String, error: PatternError| {
+            problems.push(RuleProblem { field, error });
+        };
         if subjects.is_empty() {
-            problems.push((
-                "subjects".to_string(),
-                "is empty; name who the rule is for (e.g. [\"@corp.com\"] or [\"*\"])".to_string(),
-            ));
+            problem("subjects".to_string(), PatternError::NoSubjects);
         }
         for (i, s) in subjects.iter().enumerate() {
             match SubjectPattern::parse(s) {
                 Ok(p) => rule.subjects.push(p),
-                Err(m) => problems.push((format!("subjects[{i}]"), m)),
+                Err(e) => problem(format!("subjects[{i}]"), e),
             }
         }
         if items.is_empty() {
-            problems.push((
-                "tools".to_string(),
-                "is empty; list what the rule allows or denies (e.g. [\"github:list_*\"])"
-                    .to_string(),
-            ));
+            problem("tools".to_string(), PatternError::NoItems);
         }
         for (i, t) in items.iter().enumerate() {
             match ItemPattern::parse(t, services) {
                 Ok(p) => rule.items.push(p),
-                Err(m) => problems.push((format!("tools[{i}]"), m)),
+                Err(e) => problem(format!("tools[{i}]"), e),
             }
         }
         if problems.is_empty() {
@@ -437,148 +464,4 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SERVICES: &[&str] = &["github", "filesystem", "time"];
-
-    fn rule(name: &str, subjects: &[&str], items: &[&str]) -> Rule {
-        let s: Vec<String> = subjects.iter().map(|x| x.to_string()).collect();
-        let i: Vec<String> = items.iter().map(|x| x.to_string()).collect();
-        Rule::parse(name.into(), &s, &i, SERVICES).unwrap()
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("list_*", "list_repos"));
-        assert!(glob("*", ""));
-        assert!(glob("a?c", "abc"));
-        assert!(!glob("list_*", "get_list_x"));
-        assert!(glob("*_file", "write_file"));
-        assert!(glob("*a*b*", "xxaxxbxx"));
-        assert!(!glob("*a*b", "xxaxxbxx"));
-        assert!(glob("é?*", "éàü"));
-        assert!(glob("?", "ü"));
-        assert!(!glob("?", "üx"));
-        assert!(glob("a*ü", "abcü"));
-    }
-
-    #[test]
-    fn deny_wins_and_default_deny_once_named() {
-        let p = Policy::new(
-            vec![
-                rule("eng", &["@corp.com"], &["filesystem:*", "github:list_*"]),
-                rule("no-writes", &["*"], &["!filesystem:write_file"]),
-            ],
-            vec![],
-        );
-        let alice = Caller::person("Alice@Corp.com", vec![]);
-        let eve = Caller::person("eve@other.com", vec![]);
-        assert!(p.allows(Some(&alice), "filesystem", ItemKind::Tool, "read_file"));
-        let d = p.decide(Some(&alice), "filesystem", ItemKind::Tool, "write_file");
-        assert!(!d.allowed);
-        assert!(d.because.contains("no-writes"), "{}", d.because);
-        assert!(p.allows(Some(&alice), "github", ItemKind::Tool, "list_repos"));
-        assert!(!p.allows(Some(&alice), "github", ItemKind::Tool, "delete_repo"));
-        assert!(!p.allows(Some(&eve), "filesystem", ItemKind::Tool, "read_file"));
-        // No rule names `time`: open to all.
-        assert!(p.allows(Some(&eve), "time", ItemKind::Tool, "now"));
-        assert!(!p.governs("time"));
-        assert!(p.governs("github"));
-    }
-
-    #[test]
-    fn resources_are_judged_by_their_canonical_uri() {
-        let p = Policy::new(
-            vec![
-                rule("files", &["*"], &["filesystem:file:///public/*"]),
-                rule("secret", &["*"], &["!filesystem:file:///public/secret/*"]),
-            ],
-            vec![],
-        );
-        let a: Option<&Caller> = None;
-        let ok = |uri: &str| p.allows(a, "filesystem", ItemKind::Resource, uri);
-        assert!(ok("file:///public/a.txt"));
-        assert!(!ok("file:///public/../etc/passwd"));
-        assert!(!ok("file:///public/%2e%2e/etc/passwd"));
-        assert!(!ok("file:///public/secret/key"));
-        assert!(!ok("FILE:///public/secret/key"));
-        assert!(!ok("file:///public/%73ecret/key"));
-        assert!(!ok("file:///public//secret/key"));
-        assert!(!ok("file:////etc/passwd"));
-    }
-
-    #[test]
-    fn subjects() {
-        let p = Policy::new(
-            vec![
-                rule("g", &["group:ops"], &["time"]),
-                rule("bot", &["service:ci"], &["github:get_*"]),
-            ],
-            vec![],
-        );
-        let ops = Caller::person("x@y.z", vec!["ops".into()]);
-        let bot = Caller::machine("ci");
-        assert!(p.allows(Some(&ops), "time", ItemKind::Tool, "now"));
-        assert!(!p.allows(Some(&bot), "time", ItemKind::Tool, "now"));
-        assert!(p.allows(Some(&bot), "github", ItemKind::Tool, "get_issue"));
-        assert!(!p.allows(None, "github", ItemKind::Tool, "get_issue"));
-
-        // A domain rule trusts the verified domain, not the address's text (a
-        // consumer Google account with a corp.com address has none).
-        let d = Policy::new(
-            vec![
-                rule("corp", &["@corp.com"], &["time"]),
-                rule("org", &["org:acme"], &["github"]),
-            ],
-            vec![],
-        );
-        let mut consumer = Caller::person("x@corp.com", vec![]);
-        consumer.domain = None;
-        assert!(!d.allows(Some(&consumer), "time", ItemKind::Tool, "now"));
-        assert!(d.allows(
-            Some(&Caller::person("x@corp.com", vec![])),
-            "time",
-            ItemKind::Tool,
-            "now"
-        ));
-        // GitHub organizations are `org:`, never `group:`.
-        let member = Caller::person("m@x.io", vec!["org:acme".into()]);
-        let grouped = Caller::person("g@x.io", vec!["acme".into()]);
-        assert!(d.allows(Some(&member), "github", ItemKind::Tool, "x"));
-        assert!(!d.allows(Some(&grouped), "github", ItemKind::Tool, "x"));
-    }
-
-    #[test]
-    fn tool_filter_comes_first() {
-        let p = Policy::new(
-            vec![rule("all", &["*"], &["github:*"])],
-            vec![(
-                "github".into(),
-                ToolFilter {
-                    allow: false,
-                    names: vec!["delete_*".into()],
-                },
-            )],
-        );
-        let a: Option<&Caller> = None;
-        assert!(!p.allows(a, "github", ItemKind::Tool, "delete_repo"));
-        assert!(p.allows(a, "github", ItemKind::Tool, "list"));
-        // The filter is about tools; prompts follow the rules only.
-        assert!(p.allows(a, "github", ItemKind::Prompt, "delete_x"));
-    }
-
-    #[test]
-    fn bad_rules_are_explained() {
-        let e = Rule::parse(
-            "r".into(),
-            &["bob".into()],
-            &["nope:x".into(), ":x".into()],
-            SERVICES,
-        )
-        .unwrap_err();
-        assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].1.contains("not one of"));
-        assert!(e[1].1.contains("not configured"));
-    }
-}
+mod tests;

@@ -6,12 +6,18 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
+/// Hashing failed (the random salt or the hasher itself: not the password's
+/// fault).
+#[derive(Debug, thiserror::Error)]
+#[error("hashing failed: {0}")]
+pub struct HashError(String);
+
 /// Hash a password with argon2id, the default parameters and a random salt.
-pub fn hash(password: &str) -> Result<String, String> {
+pub fn hash(password: &str) -> Result<String, HashError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
+        .map_err(|e| HashError(e.to_string()))
 }
 
 /// Whether `stored` is a well-formed argon2 PHC string (checked at config load).

@@ -391,3 +391,8 @@ pub async fn mcp_status(url: &str, bearer: Option<&str>) -> reqwest::Response {
     }
     req.send().await.expect("mcp request")
 }
+
+/// A gateway with the local provider (alice and bob) and a memory store.
+pub async fn local_gateway() -> super::Proc {
+    super::gateway(config_with(local_auth("memory"))).await
+}

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use super::{
-    AuthMethod, GithubSettings, Identity, IdpError, UpstreamHttp, credentials, endpoint_url,
-    exchange_code, shown,
-};
+use super::error::IdpError;
+use super::http::{UpstreamHttp, credentials, endpoint_url, exchange_code};
+use super::{GithubSettings, Identity};
+use crate::oauth::client::{AuthMethod, shown};
 
 /// GitHub's page size limit; more organizations than this are fetched page by page.
 const PER_PAGE: usize = 100;

@@ -33,24 +33,30 @@
 //!
 //! Secrets (client secrets, codes, tokens, nonces, PKCE verifiers) never appear
 //! in `Debug` output, logs or error messages.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the settings, [`Provider`] (start, finish), [`PendingLogin`], [`Identity`] |
+//! | `oidc` | Google and OpenID Connect: discovery, ID token verification, userinfo |
+//! | `claims` | what an OpenID Connect claim means (groups, `email_verified`, names) |
+//! | `github` | GitHub: the API's user, verified primary email, organizations |
+//! | `http` | endpoint URLs, the one HTTP client for providers, the code exchange |
+//! | `error` | [`IdpError`] and [`IdTokenProblem`] |
 
+mod claims;
+mod error;
 mod github;
+mod http;
 mod oidc;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::oauth::client::{
-    self as oauth, Answer, AuthMethod, Credentials, Grant, HttpError, OAuthHttp, Pkce, TokenError,
-    TokenRequest, TokenResponse, random_secret, shown,
-};
+use crate::oauth::client::{Pkce, random_secret};
 
+pub use error::{IdTokenProblem, IdpError};
 pub use github::Github;
 pub use oidc::Oidc;
 
@@ -59,14 +65,6 @@ pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 pub const GITHUB_AUTHORIZE_URL: &str = "https://github.com/login/oauth/authorize";
 pub const GITHUB_TOKEN_URL: &str = "https://github.com/login/oauth/access_token";
 pub const GITHUB_API_URL: &str = "https://api.github.com";
-
-/// How long one request to a provider may take. A login is interactive: a
-/// provider that has not answered in this time is better reported than waited on.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest answer read from a provider (discovery documents and JWKS are a
-/// few kB); a broken or hostile endpoint must not make us buffer without end.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Settings for Google and for any OpenID Connect provider, already resolved
 /// from the configuration.
@@ -327,289 +325,11 @@ pub struct Identity {
     pub orgs: Vec<String>,
 }
 
-/// Why a login could not be completed. Messages are meant for the person or
-/// the administrator, and never contain codes, tokens or secrets.
-#[derive(Debug, thiserror::Error)]
-pub enum IdpError {
-    /// The provider could not be discovered or its metadata is unusable.
-    #[error("OpenID Connect discovery at {url} failed: {reason}")]
-    Discovery { url: String, reason: String },
-    /// The settings cannot work.
-    #[error("identity provider configuration: {0}")]
-    Config(String),
-    /// The provider's token endpoint refused the code; `error` is its OAuth
-    /// error code (e.g. `invalid_grant`).
-    #[error(
-        "the identity provider refused the login: {error}{}",
-        describe(description)
-    )]
-    ProviderRefused {
-        error: String,
-        description: Option<String>,
-    },
-    #[error("the identity provider's ID token was rejected: {0}")]
-    InvalidIdToken(IdTokenProblem),
-    #[error("the identity provider did not verify this email address")]
-    EmailNotVerified,
-    #[error("the identity provider did not share an email address for this account")]
-    NoEmail,
-    /// The provider answered, but not as the protocol says it should.
-    #[error("the identity provider's answer from {url} was not usable: {reason}")]
-    InvalidResponse { url: String, reason: String },
-    #[error("could not reach the identity provider at {url}: {reason}")]
-    Network { url: String, reason: String },
-    /// The pending login belongs to another provider (configuration changed
-    /// during the login, or a mixed-up callback).
-    #[error("this login was started with the {started} provider, not {this}")]
-    WrongProvider { started: String, this: &'static str },
-}
-
-fn describe(description: &Option<String>) -> String {
-    description
-        .as_deref()
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default()
-}
-
-/// What was wrong with an ID token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdTokenProblem {
-    #[error("the token response had no ID token (was the openid scope granted?)")]
-    Missing,
-    #[error("it is not a well-formed signed JWT")]
-    Malformed,
-    #[error("it is signed with {0}, which is not accepted")]
-    Algorithm(String),
-    #[error("it is signed with a key the provider does not publish")]
-    UnknownKey,
-    #[error("its signature does not verify with the provider's published key")]
-    Signature,
-    #[error("it was issued by another issuer than the configured one")]
-    Issuer,
-    #[error("it was issued to another client (its audience is not this client id)")]
-    Audience,
-    #[error("its authorized party (azp) is another client")]
-    AuthorizedParty,
-    #[error("its nonce does not match this login")]
-    Nonce,
-    #[error("it has expired (is this server's clock right?)")]
-    Expired,
-    #[error("it was issued in the future (is this server's clock right?)")]
-    IssuedInFuture,
-    #[error("it has no valid {0} claim")]
-    MissingClaim(String),
-}
-
 const REDACTED: &str = "<redacted>";
-
-/// What to do about a refused plain http endpoint, in errors.
-const HTTPS_HINT: &str = "use https (plain http is only for tests on loopback)";
-
-/// Parse an endpoint URL a provider or the configuration gave, refusing plain
-/// http except on loopback when `allow_loopback_http`: every one of them
-/// carries a secret (client secret, code, token) or decides whose keys are
-/// trusted.
-fn endpoint_url(
-    what: &str,
-    text: &str,
-    allow_loopback_http: bool,
-) -> Result<Url, oauth::EndpointError> {
-    oauth::parse_endpoint(
-        text,
-        oauth::PlainHttp::loopback_if(allow_loopback_http),
-        what,
-        HTTPS_HINT,
-    )
-}
-
-/// The HTTP client for talking to providers ([`OAuthHttp`]: never follows
-/// redirects, bounded answers).
-#[derive(Clone)]
-struct UpstreamHttp {
-    /// Building can fail only if TLS cannot be set up; that is reported at the
-    /// first request instead of panicking in an infallible constructor.
-    http: Result<OAuthHttp, TokenError>,
-}
-
-impl UpstreamHttp {
-    fn new() -> UpstreamHttp {
-        UpstreamHttp {
-            http: OAuthHttp::build(
-                concat!("mcpgate/", env!("CARGO_PKG_VERSION")),
-                CONNECT_TIMEOUT,
-                REQUEST_TIMEOUT,
-                MAX_RESPONSE_BYTES,
-            ),
-        }
-    }
-
-    fn http(&self) -> Result<&OAuthHttp, IdpError> {
-        self.http
-            .as_ref()
-            .map_err(|e| IdpError::Config(e.to_string()))
-    }
-
-    fn client(&self) -> Result<&reqwest::Client, IdpError> {
-        self.http().map(OAuthHttp::client)
-    }
-
-    /// Send and read the whole answer (up to [`MAX_RESPONSE_BYTES`]).
-    async fn send(&self, url: &Url, request: reqwest::RequestBuilder) -> Result<Answer, IdpError> {
-        Ok(self.http()?.send(url, request).await?)
-    }
-
-    async fn get_json(
-        &self,
-        url: &Url,
-        bearer: Option<&str>,
-        accept: &'static str,
-    ) -> Result<Answer, IdpError> {
-        let mut request = self
-            .client()?
-            .get(url.clone())
-            .header(ACCEPT, HeaderValue::from_static(accept));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        self.send(url, request).await
-    }
-
-    /// The adapter `openidconnect` needs (it has no HTTP client of its own when
-    /// built without default features).
-    async fn execute(
-        &self,
-        request: openidconnect::HttpRequest,
-    ) -> Result<openidconnect::HttpResponse, UpstreamHttpError> {
-        let client = self.client().map_err(UpstreamHttpError::Idp)?;
-        let (parts, body) = request.into_parts();
-        let url = Url::parse(&parts.uri.to_string()).map_err(UpstreamHttpError::BadUrl)?;
-        let builder = client
-            .request(parts.method, url.clone())
-            .headers(parts.headers)
-            .body(body);
-        let answer = self.send(&url, builder).await.map_err(|e| match e {
-            // The caller names the URL already.
-            IdpError::Network { reason, .. } => UpstreamHttpError::Unreachable(reason),
-            other => UpstreamHttpError::Idp(other),
-        })?;
-        let mut response = openidconnect::http::Response::builder().status(answer.status);
-        if !answer.content_type.is_empty() {
-            response = response.header(CONTENT_TYPE, answer.content_type);
-        }
-        response
-            .body(answer.body)
-            .map_err(UpstreamHttpError::Response)
-    }
-}
-
-/// Why `openidconnect` got no answer through [`UpstreamHttp`].
-#[derive(Debug, thiserror::Error)]
-enum UpstreamHttpError {
-    #[error("bad URL: {0}")]
-    BadUrl(url::ParseError),
-    #[error("could not reach it: {0}")]
-    Unreachable(String),
-    #[error("{0}")]
-    Response(openidconnect::http::Error),
-    #[error("{0}")]
-    Idp(IdpError),
-}
-
-impl<'c> openidconnect::AsyncHttpClient<'c> for UpstreamHttp {
-    type Error = UpstreamHttpError;
-    type Future = Pin<
-        Box<
-            dyn Future<Output = Result<openidconnect::HttpResponse, UpstreamHttpError>> + Send + 'c,
-        >,
-    >;
-
-    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
-        Box::pin(self.execute(request))
-    }
-}
-
-impl From<HttpError> for IdpError {
-    fn from(e: HttpError) -> IdpError {
-        match e {
-            HttpError::Network { url, reason } => IdpError::Network { url, reason },
-            HttpError::TooLarge { url, limit } => IdpError::InvalidResponse {
-                url,
-                reason: format!("the answer is larger than {limit} bytes"),
-            },
-        }
-    }
-}
-
-impl From<TokenError> for IdpError {
-    fn from(e: TokenError) -> IdpError {
-        match e {
-            TokenError::Setup(_) => IdpError::Config(e.to_string()),
-            TokenError::Http(e) => e.into(),
-            TokenError::Refused {
-                error, description, ..
-            } => IdpError::ProviderRefused { error, description },
-            TokenError::Status { url, status, .. } => IdpError::InvalidResponse {
-                url,
-                reason: format!("HTTP {status}"),
-            },
-            TokenError::Invalid { url, problem, .. } => IdpError::InvalidResponse {
-                url,
-                reason: problem.to_string(),
-            },
-        }
-    }
-}
-
-/// Redeem an authorization code (RFC 6749 §4.1.3 with RFC 7636's verifier),
-/// the client authenticating with `method` and its secret.
-async fn exchange_code(
-    http: &UpstreamHttp,
-    token_url: &Url,
-    client: Credentials<'_>,
-    code: &str,
-    redirect_uri: &str,
-    pkce_verifier: &str,
-) -> Result<TokenResponse, IdpError> {
-    let request = TokenRequest {
-        endpoint: token_url,
-        client,
-        grant: Grant::AuthorizationCode {
-            code,
-            redirect_uri,
-            verifier: pkce_verifier,
-        },
-        resource: None,
-    };
-    Ok(oauth::request_token(http.http()?, &request).await?)
-}
-
-/// The confidential client a provider knows us as.
-fn credentials<'a>(
-    client_id: &'a str,
-    client_secret: &'a str,
-    method: AuthMethod,
-) -> Credentials<'a> {
-    Credentials {
-        client_id,
-        client_secret: Some(client_secret),
-        method,
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_urls_need_https_except_loopback_in_tests() {
-        assert!(endpoint_url("x", "https://idp.example", false).is_ok());
-        assert!(endpoint_url("x", "http://idp.example", true).is_err());
-        assert!(endpoint_url("x", "http://127.0.0.1:8080", false).is_err());
-        assert!(endpoint_url("x", "http://127.0.0.1:8080", true).is_ok());
-        assert!(endpoint_url("x", "http://[::1]:8080", true).is_ok());
-        assert!(endpoint_url("x", "https://u:p@idp.example", false).is_err());
-        assert!(endpoint_url("x", "ftp://idp.example", true).is_err());
-    }
 
     /// The gateway holds providers in shared state and awaits them in handlers.
     #[allow(dead_code)]
