@@ -10,6 +10,57 @@ use url::Url;
 use super::{Auth, Inner};
 use crate::connect::trace::Traced;
 use crate::connect::util::{Challenge, check_secure};
+use crate::oauth::client::EndpointError;
+
+/// Why the bridge does not sign in where the server points it. Names the URL
+/// and the rule; metadata holds no secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(
+        "the protected resource metadata at {metadata} is for {resource}, not for {server}; refusing to sign in there (a server may not send you to another resource's authorization)"
+    )]
+    ForeignResource {
+        metadata: String,
+        resource: String,
+        server: String,
+    },
+    #[error("the authorization server {issuer:?} named by {server} is not a URL: {source}")]
+    IssuerNotUrl {
+        issuer: String,
+        server: String,
+        source: url::ParseError,
+    },
+    /// Plain http where secrets would travel (the message names the fix).
+    #[error(transparent)]
+    Insecure(#[from] EndpointError),
+    #[error(
+        "the authorization server metadata at {metadata} names the issuer {found:?}, not {issuer:?}; refusing to use it (RFC 8414 section 3.3: it may be an impersonation)"
+    )]
+    IssuerMismatch {
+        metadata: String,
+        found: String,
+        issuer: String,
+    },
+    #[error(
+        "the authorization server {issuer} does not advertise PKCE with S256 (code_challenge_methods_supported), which MCP requires; refusing to sign in there"
+    )]
+    NoS256 { issuer: String },
+    #[error("the {what} {endpoint:?} of {issuer} is not a URL: {source}")]
+    EndpointNotUrl {
+        what: &'static str,
+        endpoint: String,
+        issuer: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "no authorization server metadata for {issuer} (tried {tried}); the server {server} cannot be signed in to"
+    )]
+    NoMetadata {
+        issuer: String,
+        tried: String,
+        server: String,
+    },
+}
 
 /// Authorization server metadata (RFC 8414); only what the bridge uses.
 #[derive(Clone, Debug, Deserialize)]
@@ -73,7 +124,7 @@ impl Auth {
         &self,
         inner: &mut Inner,
         ch: &Challenge,
-    ) -> Result<Discovery, String> {
+    ) -> Result<Discovery, DiscoveryError> {
         if let Some(d) = &inner.discovery
             && ch.resource_metadata.is_none()
         {
@@ -118,10 +169,11 @@ impl Auth {
                     .clone()
                     .unwrap_or_else(|| self.server.to_string());
                 if !resource_covers(&resource, &self.server) {
-                    return Err(format!(
-                        "the protected resource metadata at {url} is for {resource}, not for {}; refusing to sign in there (a server may not send you to another resource's authorization)",
-                        self.server
-                    ));
+                    return Err(DiscoveryError::ForeignResource {
+                        metadata: url.to_string(),
+                        resource,
+                        server: self.server.to_string(),
+                    });
                 }
                 (
                     m.authorization_servers[0].clone(),
@@ -144,8 +196,13 @@ impl Auth {
         };
         let meta = self.as_metadata(&issuer).await?;
         // as_metadata checked it already.
-        let token_endpoint = Url::parse(&meta.token_endpoint)
-            .map_err(|e| format!("the token endpoint of {issuer} is not a URL: {e}"))?;
+        let token_endpoint =
+            Url::parse(&meta.token_endpoint).map_err(|source| DiscoveryError::EndpointNotUrl {
+                what: "token endpoint",
+                endpoint: meta.token_endpoint.clone(),
+                issuer: issuer.clone(),
+                source,
+            })?;
         let d = Discovery {
             resource,
             meta,
@@ -156,15 +213,13 @@ impl Auth {
         Ok(d)
     }
 
-    async fn as_metadata(&self, issuer: &str) -> Result<AsMeta, String> {
-        let base = Url::parse(issuer).map_err(|e| {
-            format!(
-                "the authorization server {issuer:?} named by {} is not a URL: {e}",
-                self.server
-            )
+    async fn as_metadata(&self, issuer: &str) -> Result<AsMeta, DiscoveryError> {
+        let base = Url::parse(issuer).map_err(|source| DiscoveryError::IssuerNotUrl {
+            issuer: issuer.to_string(),
+            server: self.server.to_string(),
+            source,
         })?;
-        check_secure(&base, self.opts.allow_http, "the authorization server")
-            .map_err(|e| e.to_string())?;
+        check_secure(&base, self.opts.allow_http, "the authorization server")?;
         let path = base.path().trim_end_matches('/').to_string();
         let at = |p: String| {
             let mut u = base.clone();
@@ -190,41 +245,44 @@ impl Auth {
                 continue;
             };
             if meta.issuer != issuer {
-                return Err(format!(
-                    "the authorization server metadata at {url} names the issuer {:?}, not {issuer:?}; refusing to use it (RFC 8414 section 3.3: it may be an impersonation)",
-                    meta.issuer
-                ));
+                return Err(DiscoveryError::IssuerMismatch {
+                    metadata: url.to_string(),
+                    found: meta.issuer,
+                    issuer: issuer.to_string(),
+                });
             }
             let s256 = meta
                 .code_challenge_methods_supported
                 .as_ref()
                 .is_some_and(|m| m.iter().any(|m| m == "S256"));
             if !s256 {
-                return Err(format!(
-                    "the authorization server {issuer} does not advertise PKCE with S256 (code_challenge_methods_supported), which MCP requires; refusing to sign in there"
-                ));
+                return Err(DiscoveryError::NoS256 {
+                    issuer: issuer.to_string(),
+                });
             }
             for (what, endpoint) in [
                 ("authorization endpoint", &meta.authorization_endpoint),
                 ("token endpoint", &meta.token_endpoint),
             ] {
-                let u = Url::parse(endpoint).map_err(|e| {
-                    format!("the {what} {endpoint:?} of {issuer} is not a URL: {e}")
+                let u = Url::parse(endpoint).map_err(|source| DiscoveryError::EndpointNotUrl {
+                    what,
+                    endpoint: endpoint.clone(),
+                    issuer: issuer.to_string(),
+                    source,
                 })?;
-                check_secure(&u, self.opts.allow_http, &format!("the {what}"))
-                    .map_err(|e| e.to_string())?;
+                check_secure(&u, self.opts.allow_http, &format!("the {what}"))?;
             }
             return Ok(meta);
         }
-        Err(format!(
-            "no authorization server metadata for {issuer} (tried {}); the server {} cannot be signed in to",
-            candidates
+        Err(DiscoveryError::NoMetadata {
+            issuer: issuer.to_string(),
+            tried: candidates
                 .iter()
                 .map(Url::as_str)
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.server
-        ))
+            server: self.server.to_string(),
+        })
     }
 }
 

@@ -10,11 +10,56 @@ use std::time::Duration;
 use url::Url;
 
 use super::discovery::{AsMeta, Discovery};
-use super::{Auth, Inner, credentials, tokens_from};
+use super::{Auth, AuthError, Inner, credentials, tokens_from};
 use crate::connect::browser::{self, Callback};
 use crate::connect::cache::{Client, Entry};
 use crate::connect::util::{Challenge, check_secure};
-use crate::oauth::client::{self as oauth_client, Grant, Pkce, random_secret};
+use crate::oauth::client::{self as oauth_client, Grant, Pkce, provider_text, random_secret};
+
+/// Why a sign-in did not end with a code (or device tokens). Never holds the
+/// code, the verifier or the device code; what the authorization server put
+/// in its redirect is shown cleaned (control characters, length).
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("the {what} of {issuer} is not a URL: {source}")]
+    EndpointNotUrl {
+        what: &'static str,
+        issuer: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "nobody finished signing in within {secs}s; run again (and check that a browser opened), or use --no-browser"
+    )]
+    Timeout { secs: u64 },
+    /// The user code is what the person was shown to type; it has expired.
+    #[error("nobody entered the code {user_code} within {secs}s; run again to get a new one")]
+    DeviceTimeout { user_code: String, secs: u64 },
+    #[error(
+        "the authorization server did not grant access: {error}{}",
+        describe(description)
+    )]
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error(
+        "the sign-in answer comes from the issuer {iss:?}, not {issuer:?}; refusing it (RFC 9207 mix-up protection)"
+    )]
+    WrongIssuer { iss: String, issuer: String },
+    #[error(
+        "{issuer} promises an iss parameter in its answers, and this one has none; refusing it (RFC 9207)"
+    )]
+    NoIssuer { issuer: String },
+    #[error("the sign-in answer has no authorization code")]
+    NoCode,
+}
+
+fn describe(description: &Option<String>) -> String {
+    description
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
 
 impl Auth {
     /// The interactive part: authorization code + PKCE through a browser.
@@ -23,7 +68,7 @@ impl Auth {
         inner: &mut Inner,
         challenge: Challenge,
         scope: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthError> {
         let d = self.discover(inner, &challenge).await?;
         let scope = scope.or_else(|| challenge_scope(&challenge, &d));
         // Before any browser opens: a busy port must not cost a tab.
@@ -46,11 +91,12 @@ impl Auth {
             }
             let pkce = Pkce::generate();
             let state = random_secret();
-            let mut url = Url::parse(&d.meta.authorization_endpoint).map_err(|e| {
-                format!(
-                    "the authorization endpoint of {} is not a URL: {e}",
-                    d.meta.issuer
-                )
+            let mut url = Url::parse(&d.meta.authorization_endpoint).map_err(|source| {
+                GrantError::EndpointNotUrl {
+                    what: "authorization endpoint",
+                    issuer: d.meta.issuer.clone(),
+                    source,
+                }
             })?;
             {
                 let mut q = url.query_pairs_mut();
@@ -71,21 +117,20 @@ impl Auth {
             );
             let timeout = self.opts.login_timeout;
             let waited = async {
-                tokio::time::timeout(timeout, callback.wait(&state))
-                    .await
-                    .map_err(|_| {
-                        format!(
-                            "nobody finished signing in within {}s; run again (and check that a browser opened), or use --no-browser",
-                            timeout.as_secs()
-                        )
-                    })?
+                match tokio::time::timeout(timeout, callback.wait(&state)).await {
+                    Ok(params) => Ok::<_, AuthError>(params?),
+                    Err(_) => Err(GrantError::Timeout {
+                        secs: timeout.as_secs(),
+                    }
+                    .into()),
+                }
             };
             let params = if self.opts.no_browser {
                 // The browser may well be on this machine after all: whichever
                 // comes first, the callback or the pasted URL.
                 let pasted = async {
                     match browser::read_pasted_redirect(&state).await {
-                        Ok(p) => Ok::<_, String>(p),
+                        Ok(p) => Ok::<_, AuthError>(p),
                         Err(e) => {
                             eprintln!("mcpgate connect: {e}");
                             std::future::pending().await
@@ -133,7 +178,7 @@ impl Auth {
                     );
                     reregistered = true;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -144,24 +189,22 @@ impl Auth {
         d: &Discovery,
         client: &Client,
         scope: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthError> {
         let endpoint = d
             .meta
             .device_authorization_endpoint
             .clone()
             .unwrap_or_default();
-        let endpoint = Url::parse(&endpoint).map_err(|e| {
-            format!(
-                "the device authorization endpoint of {} is not a URL: {e}",
-                d.meta.issuer
-            )
+        let endpoint = Url::parse(&endpoint).map_err(|source| GrantError::EndpointNotUrl {
+            what: "device authorization endpoint",
+            issuer: d.meta.issuer.clone(),
+            source,
         })?;
         check_secure(
             &endpoint,
             self.opts.allow_http,
             "the device authorization endpoint",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let started = oauth_client::request_device_authorization(
             &self.token_http,
             &endpoint,
@@ -169,8 +212,7 @@ impl Auth {
             scope.as_deref(),
             Some(&d.resource),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let user_code = &started.user_code;
         let verification = started.verification_uri.as_deref().unwrap_or_default();
         eprintln!(
@@ -190,10 +232,11 @@ impl Auth {
         loop {
             tokio::time::sleep(interval).await;
             if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "nobody entered the code {user_code} within {}s; run again to get a new one",
-                    lifetime.as_secs()
-                ));
+                return Err(GrantError::DeviceTimeout {
+                    user_code: user_code.clone(),
+                    secs: lifetime.as_secs(),
+                }
+                .into());
             }
             let grant = Grant::DeviceCode {
                 device_code: started.device_code.expose(),
@@ -212,7 +255,7 @@ impl Auth {
                 Err(e) if e.oauth_error() == Some("slow_down") => {
                     interval += Duration::from_secs(5);
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -221,29 +264,27 @@ impl Auth {
         &self,
         meta: &AsMeta,
         params: &HashMap<String, String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, GrantError> {
         if let Some(err) = params.get("error") {
-            return Err(format!(
-                "the authorization server did not grant access: {err}{}",
-                params
+            return Err(GrantError::Denied {
+                error: provider_text(err, &[]).unwrap_or_else(|| "unknown_error".into()),
+                description: params
                     .get("error_description")
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
-            ));
+                    .and_then(|d| provider_text(d, &[])),
+            });
         }
         // RFC 9207: a mix-up attack shows as a response from another issuer.
         match params.get("iss") {
             Some(iss) if iss != &meta.issuer => {
-                return Err(format!(
-                    "the sign-in answer comes from the issuer {iss:?}, not {:?}; refusing it (RFC 9207 mix-up protection)",
-                    meta.issuer
-                ));
+                return Err(GrantError::WrongIssuer {
+                    iss: iss.clone(),
+                    issuer: meta.issuer.clone(),
+                });
             }
             None if meta.authorization_response_iss_parameter_supported == Some(true) => {
-                return Err(format!(
-                    "{} promises an iss parameter in its answers, and this one has none; refusing it (RFC 9207)",
-                    meta.issuer
-                ));
+                return Err(GrantError::NoIssuer {
+                    issuer: meta.issuer.clone(),
+                });
             }
             _ => {}
         }
@@ -251,7 +292,7 @@ impl Auth {
             .get("code")
             .filter(|c| !c.is_empty())
             .cloned()
-            .ok_or_else(|| "the sign-in answer has no authorization code".to_string())
+            .ok_or(GrantError::NoCode)
     }
 }
 

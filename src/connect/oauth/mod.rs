@@ -28,16 +28,56 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::cache::{Cache, Client, Entry, Tokens};
+use super::browser::BrowserError;
+use super::cache::{Cache, CacheError, Client, Entry, Tokens};
 use super::trace::Traced;
 use super::util::{Challenge, scope_union, scopes_cover};
 use crate::oauth::client::{
-    self as oauth_client, AuthMethod, Credentials, Grant, OAuthHttp, Secret, TokenError,
-    TokenRequest, TokenResponse,
+    self as oauth_client, AuthMethod, Credentials, EndpointError, Grant, OAuthHttp, Secret,
+    TokenError, TokenRequest, TokenResponse,
 };
 use crate::util::now_ms;
-use discovery::Discovery;
+use discovery::{Discovery, DiscoveryError};
+use grant::GrantError;
 use refresh::RefreshError;
+use registration::RegistrationError;
+
+/// Why the bridge has no token to send. Each part of the sign-in has its own
+/// error; the messages name what failed and what to do, and none holds a token,
+/// code, verifier or client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
+    #[error(transparent)]
+    Insecure(#[from] EndpointError),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error(
+        "{server} refuses this request for lack of scope ({wanted}), and signing in again already asked for {held}; the account may not be allowed that scope, ask the server's administrator"
+    )]
+    ScopeNotGranted {
+        server: String,
+        wanted: String,
+        held: String,
+    },
+    #[error(
+        "{server} refuses the token its authorization server issued moments ago; the account may lack access to this server, or the server and its authorization server disagree (check the server's logs)"
+    )]
+    FreshTokenRefused { server: String },
+}
 
 /// The HTTP client's timeout (token requests included).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,7 +126,7 @@ struct Inner {
 }
 
 impl Auth {
-    pub fn new(server: Url, cache: Cache, opts: Options) -> Result<Auth, String> {
+    pub fn new(server: Url, cache: Cache, opts: Options) -> Result<Auth, AuthError> {
         let http = reqwest::Client::builder()
             // Metadata must be served directly; a redirect on a token request
             // could carry a code or secret to somewhere else.
@@ -94,7 +134,7 @@ impl Auth {
             .timeout(HTTP_TIMEOUT)
             .user_agent(concat!("mcpgate-connect/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            .map_err(AuthError::HttpClient)?;
         let entry = cache.load();
         let tokens = entry.tokens.filter(|_| entry.server == server.as_str());
         let token_http = OAuthHttp::with_client(http.clone(), HTTP_TIMEOUT, MAX_TOKEN_ANSWER)
@@ -133,7 +173,7 @@ impl Auth {
 
     /// The access token to send now, refreshed first when it is about to expire.
     /// `None` until the server asks for one.
-    pub async fn bearer(&self) -> Result<Option<String>, String> {
+    pub async fn bearer(&self) -> Result<Option<String>, AuthError> {
         match self.current() {
             None => Ok(None),
             Some(t) if !t.needs_refresh(now_ms()) => Ok(Some(t.access_token)),
@@ -149,13 +189,13 @@ impl Auth {
         &self,
         sent: Option<&str>,
         challenge: Option<Challenge>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthError> {
         self.renew(sent, challenge, false).await
     }
 
     /// The server answered 403 `insufficient_scope`: sign in again asking for the
     /// union of the scopes held and the scopes it names.
-    pub async fn step_up(&self, sent: Option<&str>, challenge: Challenge) -> Result<(), String> {
+    pub async fn step_up(&self, sent: Option<&str>, challenge: Challenge) -> Result<(), AuthError> {
         let mut inner = self.inner.lock().await;
         let current = self.current();
         if current.as_ref().map(|t| t.access_token.as_str()) != sent && current.is_some() {
@@ -163,12 +203,13 @@ impl Auth {
         }
         let held = current.as_ref().and_then(|t| t.scope.clone());
         if scopes_cover(held.as_deref(), challenge.scope.as_deref()) {
-            return Err(format!(
-                "{} refuses this request for lack of scope ({}), and signing in again already asked for {}; the account may not be allowed that scope, ask the server's administrator",
-                self.server,
-                challenge.scope.as_deref().unwrap_or("no scope named"),
-                held.as_deref().unwrap_or("no scope")
-            ));
+            return Err(AuthError::ScopeNotGranted {
+                server: self.server.to_string(),
+                wanted: challenge
+                    .scope
+                    .unwrap_or_else(|| "no scope named".to_string()),
+                held: held.unwrap_or_else(|| "no scope".to_string()),
+            });
         }
         let wanted = scope_union(held.as_deref(), challenge.scope.as_deref());
         eprintln!(
@@ -185,7 +226,7 @@ impl Auth {
         sent: Option<&str>,
         challenge: Option<Challenge>,
         expiring: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthError> {
         let mut inner = self.inner.lock().await;
         let usable =
             |t: &Tokens| Some(t.access_token.as_str()) != sent && !t.needs_refresh(now_ms());
@@ -199,10 +240,9 @@ impl Auth {
             && inner.fresh_from_login.as_deref() == sent
             && !self.login_accepted.load(Ordering::SeqCst)
         {
-            return Err(format!(
-                "{} refuses the token its authorization server issued moments ago; the account may lack access to this server, or the server and its authorization server disagree (check the server's logs)",
-                self.server
-            ));
+            return Err(AuthError::FreshTokenRefused {
+                server: self.server.to_string(),
+            });
         }
         let _flock = self.cache.lock().await?;
         // Another process may have refreshed or signed in while we waited.
@@ -227,7 +267,7 @@ impl Auth {
             let d = self.discover(&mut inner, &challenge).await?;
             match self.refresh(&d, &held).await {
                 Ok(()) => return Ok(()),
-                Err(e) if !e.sign_in_may_help() => return Err(e.to_string()),
+                Err(e) if !e.sign_in_may_help() => return Err(e.into()),
                 Err(e) => {
                     if let RefreshError::Token(t) = &e
                         && t.oauth_error() == Some("invalid_client")
@@ -256,7 +296,7 @@ impl Auth {
         self.opts.no_browser && d.meta.device_authorization_endpoint.is_some()
     }
 
-    fn store(&self, tokens: Tokens) -> Result<(), String> {
+    fn store(&self, tokens: Tokens) -> Result<(), CacheError> {
         let mut entry = self.cache.load();
         if entry.server != self.server.as_str() {
             entry = Entry {

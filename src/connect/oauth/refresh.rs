@@ -3,12 +3,12 @@
 
 use super::discovery::Discovery;
 use super::{Auth, tokens_from};
-use crate::connect::cache::Tokens;
+use crate::connect::cache::{CacheError, Tokens};
 use crate::oauth::client::{Grant, TokenError};
 
 /// Why a refresh did not give new tokens.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum RefreshError {
+pub enum RefreshError {
     #[error("the cached client registration does not match the cached tokens")]
     NoClient,
     #[error("no refresh token")]
@@ -16,8 +16,8 @@ pub(super) enum RefreshError {
     #[error(transparent)]
     Token(#[from] TokenError),
     /// The token cache could not be written.
-    #[error("{0}")]
-    Cache(String),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 impl RefreshError {
@@ -55,7 +55,7 @@ impl Auth {
             held.scope.clone(),
             Some(refresh_token.clone()),
         );
-        self.store(tokens).map_err(RefreshError::Cache)?;
+        self.store(tokens)?;
         Ok(())
     }
 }

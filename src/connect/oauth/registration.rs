@@ -11,7 +11,41 @@ use super::discovery::Discovery;
 use crate::connect::cache::Client;
 use crate::connect::trace::Traced;
 use crate::connect::util::check_secure;
-use crate::oauth::client::{DEVICE_CODE_GRANT, provider_error_text};
+use crate::oauth::client::{DEVICE_CODE_GRANT, EndpointError, provider_error_text};
+
+/// Why the bridge has no client at the authorization server. Registration
+/// sends no secret, and what the server answers is shown only through
+/// `provider_error_text`.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error(
+        "the authorization server {issuer} offers no dynamic client registration; register a client there with the redirect URI http://127.0.0.1:PORT/callback and pass --client-id (and --client-secret if it has one) with --callback-port PORT"
+    )]
+    Unsupported { issuer: String },
+    #[error("the registration endpoint of {issuer} is not a URL: {source}")]
+    EndpointNotUrl {
+        issuer: String,
+        source: url::ParseError,
+    },
+    #[error(transparent)]
+    Insecure(#[from] EndpointError),
+    #[error("registering at {endpoint}: {source}")]
+    Unreachable {
+        endpoint: String,
+        source: reqwest::Error,
+    },
+    #[error("{endpoint} refused to register this client ({status}): {reason}")]
+    Refused {
+        endpoint: String,
+        status: reqwest::StatusCode,
+        reason: String,
+    },
+    #[error("{endpoint} answered the registration with something that is not a client ({source})")]
+    NotAClient {
+        endpoint: String,
+        source: serde_json::Error,
+    },
+}
 
 impl Auth {
     /// Which client to be: pre-registered, a metadata document URL, or registered
@@ -26,7 +60,7 @@ impl Auth {
         &self,
         d: &Discovery,
         redirect_uri: &str,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, RegistrationError> {
         let issuer = d.meta.issuer.clone();
         if let Some(id) = &self.opts.client_id {
             let auth_method = match &self.opts.client_secret {
@@ -68,14 +102,14 @@ impl Auth {
             });
         }
         let Some(endpoint) = &d.meta.registration_endpoint else {
-            return Err(format!(
-                "the authorization server {issuer} offers no dynamic client registration; register a client there with the redirect URI http://127.0.0.1:PORT/callback and pass --client-id (and --client-secret if it has one) with --callback-port PORT"
-            ));
+            return Err(RegistrationError::Unsupported { issuer });
         };
-        let endpoint = Url::parse(endpoint)
-            .map_err(|e| format!("the registration endpoint of {issuer} is not a URL: {e}"))?;
-        check_secure(&endpoint, self.opts.allow_http, "the registration endpoint")
-            .map_err(|e| e.to_string())?;
+        let endpoint =
+            Url::parse(endpoint).map_err(|source| RegistrationError::EndpointNotUrl {
+                issuer: issuer.clone(),
+                source,
+            })?;
+        check_secure(&endpoint, self.opts.allow_http, "the registration endpoint")?;
         let supported = d.meta.token_endpoint_auth_methods_supported.as_deref();
         let method = match supported {
             None => "none",
@@ -104,7 +138,10 @@ impl Auth {
             .body(body.to_string())
             .traced("oauth.register")
             .await
-            .map_err(|e| format!("registering at {endpoint}: {e}"))?;
+            .map_err(|source| RegistrationError::Unreachable {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
         #[derive(Deserialize)]
@@ -116,16 +153,17 @@ impl Auth {
             token_endpoint_auth_method: Option<String>,
         }
         if !status.is_success() {
-            return Err(format!(
-                "{endpoint} refused to register this client ({status}): {}",
-                provider_error_text(&bytes, &[])
-            ));
+            return Err(RegistrationError::Refused {
+                endpoint: endpoint.to_string(),
+                status,
+                reason: provider_error_text(&bytes, &[]),
+            });
         }
-        let r: Registered = serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "{endpoint} answered the registration with something that is not a client ({e})"
-            )
-        })?;
+        let r: Registered =
+            serde_json::from_slice(&bytes).map_err(|source| RegistrationError::NotAClient {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
         let client = Client {
             client_id: r.client_id,
             client_secret: r.client_secret,

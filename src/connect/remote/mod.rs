@@ -22,10 +22,97 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::oauth::Auth;
+use super::oauth::{Auth, AuthError};
 use super::trace::Traced;
-use super::util::{Challenge, compact, parse_challenge};
+use super::util::{Challenge, UnsetVar, compact, parse_challenge};
 use crate::jsonrpc::Message;
+pub use sse::LegacyError;
+
+/// Why a message did not reach the server or its answer did not come back.
+/// The text goes to stderr and into the JSON-RPC error the client gets; it
+/// names the server and what to do, never the token sent.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(
+        "{url} refuses the Authorization header given with --header (401); check its value, or drop it to sign in instead"
+    )]
+    HeaderRefused { url: String },
+    #[error(
+        "{url} is neither a streamable HTTP endpoint ({status} to POST) nor a legacy SSE one: {source}"
+    )]
+    NeitherTransport {
+        url: String,
+        status: StatusCode,
+        source: Box<RemoteError>,
+    },
+    #[error(
+        "{url} answered {status} to the initialize POST; is it an MCP endpoint? (--transport sse for legacy SSE servers)"
+    )]
+    NotMcp { url: String, status: StatusCode },
+    #[error("cannot reach {url} ({what}): {source}")]
+    Unreachable {
+        url: String,
+        what: String,
+        source: reqwest::Error,
+    },
+    #[error("{url} still answers 401 to {what} after signing in again; giving up on this request")]
+    StillUnauthorized { url: String, what: String },
+    #[error("{url} refuses {what} (403): {body}")]
+    Forbidden {
+        url: String,
+        what: String,
+        body: String,
+    },
+    #[error("{url} answered {status} to {what}: {body}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        what: String,
+        body: String,
+    },
+    #[error("reading the answer of {url}: {source}")]
+    ReadAnswer { url: String, source: reqwest::Error },
+    #[error(
+        "{url} closed the answer stream of a request without answering it, and gave no event id to resume from"
+    )]
+    NoResumeId { url: String },
+    #[error("{url} did not answer a request after {attempts} attempts to resume its stream")]
+    ResumeGaveUp { url: String, attempts: u32 },
+    #[error("{url} refused to resume an answer stream ({status}): {body}")]
+    ResumeRefused {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("{url} forgot the session, and the client's initialize is not known to replay")]
+    NothingToReplay { url: String },
+    #[error("{url} refused a new session ({status})")]
+    NewSessionRefused { url: String, status: StatusCode },
+    #[error("{url} refused initialized ({status})")]
+    InitializedRefused { url: String, status: StatusCode },
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+}
+
+/// A `--header` flag that cannot be used. Names the flag and the header, never
+/// its value (which may be a secret, such as an Authorization header).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error(
+        "--header number {position} is not \"Name: value\" (a colon separates the name from the value; the flag is not shown, its value may be a secret)"
+    )]
+    NoColon { position: usize },
+    #[error("--header {name:?}: not a valid header name")]
+    BadName { name: String },
+    #[error(transparent)]
+    Env(#[from] UnsetVar),
+    #[error("--header {name}: the value has characters a header cannot carry")]
+    BadValue { name: String },
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TransportKind {
@@ -68,12 +155,18 @@ pub struct Remote {
 enum PostError {
     /// The server does not take POSTs here: maybe a legacy SSE server.
     NotStreamable(StatusCode),
-    Other(String),
+    Other(RemoteError),
 }
 
-impl From<String> for PostError {
-    fn from(s: String) -> Self {
-        PostError::Other(s)
+impl From<RemoteError> for PostError {
+    fn from(e: RemoteError) -> Self {
+        PostError::Other(e)
+    }
+}
+
+impl From<AuthError> for PostError {
+    fn from(e: AuthError) -> Self {
+        PostError::Other(e.into())
     }
 }
 
@@ -96,9 +189,15 @@ fn is_sse(resp: &reqwest::Response) -> bool {
     header_str(resp, "content-type").is_some_and(|c| c.starts_with("text/event-stream"))
 }
 
-/// A short, single-line excerpt of an error body for a message.
-async fn excerpt(resp: reqwest::Response) -> String {
+/// A short, single-line excerpt of an error body for a message; not shown at
+/// all when it quotes the token that was sent.
+async fn excerpt(resp: reqwest::Response, token: Option<&str>) -> String {
     let body = resp.bytes().await.unwrap_or_default();
+    if let Some(t) = token.filter(|t| !t.is_empty())
+        && body.windows(t.len()).any(|w| w == t.as_bytes())
+    {
+        return "(the body quotes the access token sent; not shown)".into();
+    }
     let text: String = String::from_utf8_lossy(&body)
         .chars()
         .take(200)
@@ -112,21 +211,19 @@ async fn excerpt(resp: reqwest::Response) -> String {
 }
 
 /// Parse `--header "Name: value"` flags; values may be `env:VAR`.
-pub fn parse_headers(flags: &[String]) -> Result<HeaderMap, String> {
+pub fn parse_headers(flags: &[String]) -> Result<HeaderMap, HeaderError> {
     let mut map = HeaderMap::new();
-    for flag in flags {
-        let (name, value) = flag.split_once(':').ok_or_else(|| {
-            format!("--header {flag:?} is not \"Name: value\" (a colon separates the name from the value)")
-        })?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-            format!(
-                "--header {flag:?}: {:?} is not a valid header name",
-                name.trim()
-            )
-        })?;
+    for (i, flag) in flags.iter().enumerate() {
+        let (name, value) = flag
+            .split_once(':')
+            .ok_or(HeaderError::NoColon { position: i + 1 })?;
+        let name =
+            HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| HeaderError::BadName {
+                name: name.trim().to_string(),
+            })?;
         let value = super::util::resolve_value(value.trim(), &format!("--header {name}"))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| {
-            format!("--header {name}: the value has characters a header cannot carry")
+        let value = HeaderValue::from_str(&value).map_err(|_| HeaderError::BadValue {
+            name: name.to_string(),
         })?;
         map.append(name, value);
     }
@@ -140,13 +237,13 @@ impl Remote {
         auth: Arc<Auth>,
         out: mpsc::UnboundedSender<Vec<u8>>,
         transport: TransportKind,
-    ) -> Result<Remote, String> {
+    ) -> Result<Remote, RemoteError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mcpgate-connect/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            .map_err(RemoteError::HttpClient)?;
         Ok(Remote {
             http,
             url,
@@ -168,25 +265,24 @@ impl Remote {
         self.headers.contains_key(reqwest::header::AUTHORIZATION)
     }
 
-    async fn bearer(&self) -> Result<Option<String>, String> {
+    async fn bearer(&self) -> Result<Option<String>, RemoteError> {
         if self.fixed_authorization() {
             return Ok(None);
         }
-        self.auth.bearer().await
+        Ok(self.auth.bearer().await?)
     }
 
     async fn unauthorized(
         &self,
         sent: Option<&str>,
         resp: &reqwest::Response,
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         if self.fixed_authorization() {
-            return Err(format!(
-                "{} refuses the Authorization header given with --header (401); check its value, or drop it to sign in instead",
-                self.url
-            ));
+            return Err(RemoteError::HeaderRefused {
+                url: self.url.to_string(),
+            });
         }
-        self.auth.unauthorized(sent, challenge_of(resp)).await
+        Ok(self.auth.unauthorized(sent, challenge_of(resp)).await?)
     }
 
     fn state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
@@ -217,7 +313,7 @@ impl Remote {
         }
     }
 
-    async fn deliver(self: &Arc<Self>, msg: &Message) -> Result<(), String> {
+    async fn deliver(self: &Arc<Self>, msg: &Message) -> Result<(), RemoteError> {
         match msg.method() {
             Some("initialize") => self.state(|s| s.init = Some(msg.clone())),
             Some("notifications/initialized") => self.state(|s| s.initialized = Some(msg.clone())),
@@ -233,16 +329,20 @@ impl Remote {
                     "mcpgate connect: {} answered {status} to a POST; trying the legacy SSE transport",
                     self.url
                 );
-                self.start_legacy().await.map_err(|e| {
-                    format!("{} is neither a streamable HTTP endpoint ({status} to POST) nor a legacy SSE one: {e}", self.url)
-                })?;
+                self.start_legacy()
+                    .await
+                    .map_err(|e| RemoteError::NeitherTransport {
+                        url: self.url.to_string(),
+                        status,
+                        source: Box::new(e),
+                    })?;
                 return self.legacy_post(msg).await;
             }
             Err(PostError::NotStreamable(status)) => {
-                return Err(format!(
-                    "{} answered {status} to the initialize POST; is it an MCP endpoint? (--transport sse for legacy SSE servers)",
-                    self.url
-                ));
+                return Err(RemoteError::NotMcp {
+                    url: self.url.to_string(),
+                    status,
+                });
             }
             Err(PostError::Other(e)) => return Err(e),
         }

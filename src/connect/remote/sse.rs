@@ -11,13 +11,46 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
-use super::{Remote, excerpt, is_sse};
+use super::{Remote, RemoteError, excerpt, is_sse};
 use crate::connect::trace::Traced;
 use crate::jsonrpc::Message;
 
+/// How long the server has to name its message endpoint.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
+
+/// Why the legacy SSE transport could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("GET answered {status} without an event stream")]
+    NoStream { status: StatusCode },
+    #[error("no endpoint event within {}s", ENDPOINT_WAIT.as_secs())]
+    NoEndpointEvent,
+    #[error("the stream ended before its endpoint event")]
+    EndedBeforeEndpoint,
+    #[error("the endpoint event {endpoint:?} is not a URL: {source}")]
+    EndpointNotUrl {
+        endpoint: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "the endpoint event points to {endpoint}, another origin than {url}; refusing to send messages (and tokens) there"
+    )]
+    OtherOrigin { endpoint: String, url: String },
+    #[error("the legacy SSE endpoint is unknown")]
+    EndpointUnknown,
+    #[error("{endpoint} answered {status}: {body}")]
+    Status {
+        endpoint: String,
+        status: StatusCode,
+        body: String,
+    },
+}
+
 impl Remote {
     /// Legacy SSE: GET the stream, wait for the `endpoint` event, forward messages.
-    pub(super) async fn start_legacy(self: &Arc<Self>) -> Result<(), String> {
+    pub(super) async fn start_legacy(self: &Arc<Self>) -> Result<(), RemoteError> {
         let _one = self.legacy_starting.lock().await;
         if self.legacy.get().is_some() {
             return Ok(());
@@ -30,17 +63,20 @@ impl Remote {
                 .header("accept", "text/event-stream")
                 .traced("mcp.sse")
                 .await
-                .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+                .map_err(|source| LegacyError::Unreachable {
+                    url: self.url.to_string(),
+                    source,
+                })?;
             if resp.status() == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
                 auth_rounds += 1;
                 self.unauthorized(token.as_deref(), &resp).await?;
                 continue;
             }
             if !resp.status().is_success() || !is_sse(&resp) {
-                return Err(format!(
-                    "GET answered {} without an event stream",
-                    resp.status()
-                ));
+                return Err(LegacyError::NoStream {
+                    status: resp.status(),
+                }
+                .into());
             }
             break resp;
         };
@@ -71,25 +107,29 @@ impl Remote {
             this.failed.store(true, Ordering::SeqCst);
             this.shutdown.cancel();
         });
-        let endpoint = tokio::time::timeout(Duration::from_secs(30), rx)
+        let endpoint = tokio::time::timeout(ENDPOINT_WAIT, rx)
             .await
-            .map_err(|_| "no endpoint event within 30s".to_string())?
-            .map_err(|_| "the stream ended before its endpoint event".to_string())?;
+            .map_err(|_| LegacyError::NoEndpointEvent)?
+            .map_err(|_| LegacyError::EndedBeforeEndpoint)?;
         let endpoint = self
             .url
             .join(&endpoint)
-            .map_err(|e| format!("the endpoint event {endpoint:?} is not a URL: {e}"))?;
+            .map_err(|source| LegacyError::EndpointNotUrl {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         if endpoint.origin() != self.url.origin() {
-            return Err(format!(
-                "the endpoint event points to {endpoint}, another origin than {}; refusing to send messages (and tokens) there",
-                self.url
-            ));
+            return Err(LegacyError::OtherOrigin {
+                endpoint: endpoint.to_string(),
+                url: self.url.to_string(),
+            }
+            .into());
         }
         let _ = self.legacy.set(endpoint);
         Ok(())
     }
 
-    pub(super) async fn legacy_post(self: &Arc<Self>, msg: &Message) -> Result<(), String> {
+    pub(super) async fn legacy_post(self: &Arc<Self>, msg: &Message) -> Result<(), RemoteError> {
         if self.legacy.get().is_none() {
             self.start_legacy().await?;
         }
@@ -97,7 +137,7 @@ impl Remote {
             .legacy
             .get()
             .cloned()
-            .ok_or_else(|| "the legacy SSE endpoint is unknown".to_string())?;
+            .ok_or(LegacyError::EndpointUnknown)?;
         let mut auth_rounds = 0;
         loop {
             let token = self.bearer().await?;
@@ -111,18 +151,22 @@ impl Remote {
                 .body(msg.raw.clone())
                 .traced("mcp.sse.post")
                 .await
-                .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+                .map_err(|source| LegacyError::Unreachable {
+                    url: endpoint.to_string(),
+                    source,
+                })?;
             if resp.status() == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
                 auth_rounds += 1;
                 self.unauthorized(token.as_deref(), &resp).await?;
                 continue;
             }
             if !resp.status().is_success() {
-                return Err(format!(
-                    "{endpoint} answered {}: {}",
-                    resp.status(),
-                    excerpt(resp).await
-                ));
+                return Err(LegacyError::Status {
+                    endpoint: endpoint.to_string(),
+                    status: resp.status(),
+                    body: excerpt(resp, token.as_deref()).await,
+                }
+                .into());
             }
             return Ok(());
         }

@@ -12,7 +12,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use super::{PostError, Remote, challenge_of, excerpt, header_str, is_sse};
+use super::{PostError, Remote, RemoteError, challenge_of, excerpt, header_str, is_sse};
 use crate::connect::trace::Traced;
 use crate::jsonrpc::{Kind, Message, RequestId};
 
@@ -44,13 +44,21 @@ impl Remote {
                 .body(msg.raw.clone())
                 .traced("mcp.post")
                 .await
-                .map_err(|e| format!("cannot reach {} ({what}): {e}", self.url))?;
+                .map_err(|source| RemoteError::Unreachable {
+                    url: self.url.to_string(),
+                    what: what.to_string(),
+                    source,
+                })?;
             let status = resp.status();
             match status.as_u16() {
                 401 => {
                     auth_rounds += 1;
                     if auth_rounds > 2 {
-                        return Err(format!("{} still answers 401 to {what} after signing in again; giving up on this request", self.url).into());
+                        return Err(RemoteError::StillUnauthorized {
+                            url: self.url.to_string(),
+                            what: what.to_string(),
+                        }
+                        .into());
                     }
                     self.unauthorized(token.as_deref(), &resp).await?;
                 }
@@ -60,11 +68,11 @@ impl Remote {
                         || auth_rounds >= 3
                         || self.fixed_authorization()
                     {
-                        return Err(format!(
-                            "{} refuses {what} (403): {}",
-                            self.url,
-                            excerpt(resp).await
-                        )
+                        return Err(RemoteError::Forbidden {
+                            url: self.url.to_string(),
+                            what: what.to_string(),
+                            body: excerpt(resp, token.as_deref()).await,
+                        }
                         .into());
                     }
                     auth_rounds += 1;
@@ -95,11 +103,12 @@ impl Remote {
                         .map_err(PostError::Other);
                 }
                 _ => {
-                    return Err(format!(
-                        "{} answered {status} to {what}: {}",
-                        self.url,
-                        excerpt(resp).await
-                    )
+                    return Err(RemoteError::Status {
+                        url: self.url.to_string(),
+                        status,
+                        what: what.to_string(),
+                        body: excerpt(resp, token.as_deref()).await,
+                    }
                     .into());
                 }
             }
@@ -114,12 +123,15 @@ impl Remote {
         wanted: Option<RequestId>,
         is_init: bool,
         forward: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         if resp.status() == StatusCode::ACCEPTED || !is_sse(&resp) {
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| format!("reading the answer of {}: {e}", self.url))?;
+                .map_err(|source| RemoteError::ReadAnswer {
+                    url: self.url.to_string(),
+                    source,
+                })?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(());
             }
@@ -134,17 +146,16 @@ impl Remote {
         let mut idle = 0;
         while !answered {
             let Some(last) = cursor.last_id.clone() else {
-                return Err(format!(
-                    "{} closed the answer stream of a request without answering it, and gave no event id to resume from",
-                    self.url
-                ));
+                return Err(RemoteError::NoResumeId {
+                    url: self.url.to_string(),
+                });
             };
             idle += 1;
             if idle > MAX_RESUMES {
-                return Err(format!(
-                    "{} did not answer a request after {MAX_RESUMES} attempts to resume its stream",
-                    self.url
-                ));
+                return Err(RemoteError::ResumeGaveUp {
+                    url: self.url.to_string(),
+                    attempts: MAX_RESUMES,
+                });
             }
             tokio::select! {
                 _ = tokio::time::sleep(cursor.retry) => {}
@@ -171,12 +182,11 @@ impl Remote {
                     self.unauthorized(token.as_deref(), &r).await?;
                 }
                 Ok(r) => {
-                    return Err(format!(
-                        "{} refused to resume an answer stream ({}): {}",
-                        self.url,
-                        r.status(),
-                        excerpt(r).await
-                    ));
+                    return Err(RemoteError::ResumeRefused {
+                        url: self.url.to_string(),
+                        status: r.status(),
+                        body: excerpt(r, token.as_deref()).await,
+                    });
                 }
                 Err(e) => eprintln!("mcpgate connect: resuming a stream of {}: {e}", self.url),
             }
@@ -250,17 +260,14 @@ impl Remote {
 
     /// The server forgot the session (404): start a new one by replaying the
     /// client's initialize, so the client never notices.
-    async fn reinitialize(self: &Arc<Self>, stale: Option<String>) -> Result<(), String> {
+    async fn reinitialize(self: &Arc<Self>, stale: Option<String>) -> Result<(), RemoteError> {
         let _one = self.reinit.lock().await;
         if self.state(|s| s.session != stale) {
             return Ok(()); // another request did it already
         }
         let (init, initialized) = self.state(|s| (s.init.clone(), s.initialized.clone()));
-        let init = init.ok_or_else(|| {
-            format!(
-                "{} forgot the session, and the client's initialize is not known to replay",
-                self.url
-            )
+        let init = init.ok_or_else(|| RemoteError::NothingToReplay {
+            url: self.url.to_string(),
         })?;
         eprintln!(
             "mcpgate connect: {} ended the session; starting a new one",
@@ -272,16 +279,22 @@ impl Remote {
         });
         match Box::pin(self.post(&init, false, false)).await {
             Ok(()) => {}
-            Err(PostError::NotStreamable(s)) => {
-                return Err(format!("{} refused a new session ({s})", self.url));
+            Err(PostError::NotStreamable(status)) => {
+                return Err(RemoteError::NewSessionRefused {
+                    url: self.url.to_string(),
+                    status,
+                });
             }
             Err(PostError::Other(e)) => return Err(e),
         }
         if let Some(n) = initialized {
             match Box::pin(self.post(&n, true, false)).await {
                 Ok(()) => {}
-                Err(PostError::NotStreamable(s)) => {
-                    return Err(format!("{} refused initialized ({s})", self.url));
+                Err(PostError::NotStreamable(status)) => {
+                    return Err(RemoteError::InitializedRefused {
+                        url: self.url.to_string(),
+                        status,
+                    });
                 }
                 Err(PostError::Other(e)) => return Err(e),
             }
