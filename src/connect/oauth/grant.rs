@@ -152,7 +152,7 @@ impl Auth {
                 }
                 waited.await?
             };
-            let code = self.check_redirect(&d.meta, &params)?;
+            let code = check_redirect(&d.meta, &params)?;
             let grant = Grant::AuthorizationCode {
                 code: &code,
                 redirect_uri: &callback.redirect_uri,
@@ -259,41 +259,40 @@ impl Auth {
             }
         }
     }
+}
 
-    fn check_redirect(
-        &self,
-        meta: &AsMeta,
-        params: &HashMap<String, String>,
-    ) -> Result<String, GrantError> {
-        if let Some(err) = params.get("error") {
-            return Err(GrantError::Denied {
-                error: provider_text(err, &[]).unwrap_or_else(|| "unknown_error".into()),
-                description: params
-                    .get("error_description")
-                    .and_then(|d| provider_text(d, &[])),
+/// The code of the redirect that came back, after the checks: an error from
+/// the authorization server, and the issuer (RFC 9207). `state` was checked on
+/// arrival.
+fn check_redirect(meta: &AsMeta, params: &HashMap<String, String>) -> Result<String, GrantError> {
+    if let Some(err) = params.get("error") {
+        return Err(GrantError::Denied {
+            error: provider_text(err, &[]).unwrap_or_else(|| "unknown_error".into()),
+            description: params
+                .get("error_description")
+                .and_then(|d| provider_text(d, &[])),
+        });
+    }
+    // RFC 9207: a mix-up attack shows as a response from another issuer.
+    match params.get("iss") {
+        Some(iss) if iss != &meta.issuer => {
+            return Err(GrantError::WrongIssuer {
+                iss: iss.clone(),
+                issuer: meta.issuer.clone(),
             });
         }
-        // RFC 9207: a mix-up attack shows as a response from another issuer.
-        match params.get("iss") {
-            Some(iss) if iss != &meta.issuer => {
-                return Err(GrantError::WrongIssuer {
-                    iss: iss.clone(),
-                    issuer: meta.issuer.clone(),
-                });
-            }
-            None if meta.authorization_response_iss_parameter_supported == Some(true) => {
-                return Err(GrantError::NoIssuer {
-                    issuer: meta.issuer.clone(),
-                });
-            }
-            _ => {}
+        None if meta.authorization_response_iss_parameter_supported == Some(true) => {
+            return Err(GrantError::NoIssuer {
+                issuer: meta.issuer.clone(),
+            });
         }
-        params
-            .get("code")
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .ok_or(GrantError::NoCode)
+        _ => {}
     }
+    params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .ok_or(GrantError::NoCode)
 }
 
 /// The spec's scope choice: the challenge's, else what the resource supports,
@@ -308,4 +307,60 @@ fn challenge_scope(ch: &Challenge, d: &Discovery) -> Option<String> {
                 .filter(|s| !s.is_empty())
                 .map(|s| s.join(" "))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(promises_iss: bool) -> AsMeta {
+        serde_json::from_value(serde_json::json!({
+            "issuer": "https://as.example",
+            "authorization_endpoint": "https://as.example/authorize",
+            "token_endpoint": "https://as.example/token",
+            "authorization_response_iss_parameter_supported": promises_iss,
+        }))
+        .expect("metadata")
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn redirects_are_checked_and_errors_hold_no_code() {
+        let ok = params(&[("code", "code-secret-1"), ("iss", "https://as.example")]);
+        assert_eq!(
+            check_redirect(&meta(true), &ok).expect("a code"),
+            "code-secret-1"
+        );
+        let other = params(&[("code", "code-secret-1"), ("iss", "https://evil.example")]);
+        let err = check_redirect(&meta(false), &other).expect_err("mix-up");
+        assert!(err.to_string().contains("RFC 9207"), "{err}");
+        assert!(!err.to_string().contains("code-secret-1"), "{err}");
+        let no_iss = params(&[("code", "code-secret-1")]);
+        assert!(check_redirect(&meta(false), &no_iss).is_ok());
+        let err = check_redirect(&meta(true), &no_iss).expect_err("iss promised");
+        assert!(!err.to_string().contains("code-secret-1"), "{err}");
+        assert!(matches!(
+            check_redirect(&meta(false), &params(&[("code", "")])),
+            Err(GrantError::NoCode)
+        ));
+    }
+
+    #[test]
+    fn a_refusal_is_shown_clean() {
+        let refused = params(&[
+            ("error", "access_denied"),
+            ("error_description", "no\r\nmcpgate connect: signed in"),
+        ]);
+        let err = check_redirect(&meta(false), &refused).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "the authorization server did not grant access: access_denied (nomcpgate connect: signed in)"
+        );
+    }
 }

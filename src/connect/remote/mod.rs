@@ -407,3 +407,41 @@ impl Remote {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_errors_name_the_flag_never_its_value() {
+        let err = parse_headers(&["Authorization Bearer secret-1".into()]).expect_err("no colon");
+        let text = err.to_string();
+        assert!(text.contains("--header number 1"), "{text}");
+        assert!(!text.contains("secret-1"), "{text}");
+        let err =
+            parse_headers(&["X-Ok: 1".into(), "Bad Name: secret-2".into()]).expect_err("bad name");
+        let text = err.to_string();
+        assert!(text.contains("\"Bad Name\""), "{text}");
+        assert!(!text.contains("secret-2"), "{text}");
+        let err = parse_headers(&["X-Key: a\u{7}secret-3".into()]).expect_err("bad value");
+        assert!(!err.to_string().contains("secret-3"), "{err}");
+        let map = parse_headers(&["X-Team: platform".into()]).expect("valid");
+        assert_eq!(map["x-team"], "platform");
+    }
+
+    #[tokio::test]
+    async fn an_error_body_that_quotes_the_token_is_not_shown() {
+        let response = |body: &'static str| {
+            reqwest::Response::from(axum::http::Response::new(reqwest::Body::from(body)))
+        };
+        let quoted = excerpt(
+            response("bad token access-secret-1"),
+            Some("access-secret-1"),
+        )
+        .await;
+        assert!(!quoted.contains("access-secret-1"), "{quoted}");
+        let plain = excerpt(response("no\nsuch tool"), Some("access-secret-1")).await;
+        assert_eq!(plain, "no such tool");
+        assert_eq!(excerpt(response(""), None).await, "(empty body)");
+    }
+}
