@@ -2,12 +2,40 @@
 //! (RFC 8252), opening a browser, or pasting the final URL on a headless machine.
 
 use std::collections::HashMap;
+use std::io;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
+
+/// Why the person could not be brought to (or back from) the sign-in page.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    #[error(
+        "--callback-port {port}: 127.0.0.1:{port} is already in use (another mcpgate connect signing in, or another program); free it or choose another port with --callback-port (the redirect URI registered for a pre-registered client must use the same port)"
+    )]
+    PortInUse { port: u16 },
+    #[error("--callback-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
+    Listen { port: u16, source: io::Error },
+    #[error("cannot listen on a free loopback port for the sign-in callback: {0}")]
+    NoFreePort(#[source] io::Error),
+    #[error("loopback callback: {0}")]
+    Callback(#[source] io::Error),
+    #[error("$BROWSER is empty")]
+    EmptyBrowser,
+    #[error("cannot start the browser {program:?}: {source}")]
+    Start { program: String, source: io::Error },
+    #[error(
+        "--no-browser needs a terminal to paste the redirect URL into, and /dev/tty cannot be opened ({0}); run mcpgate connect once from a terminal to sign in, the tokens are then cached"
+    )]
+    NoTerminal(#[source] io::Error),
+    #[error("reading the pasted URL: {0}")]
+    ReadPasted(#[source] io::Error),
+    #[error("the terminal closed before a URL was pasted")]
+    TerminalClosed,
+}
 
 /// The loopback listener the authorization server redirects the browser to.
 pub struct Callback {
@@ -18,19 +46,19 @@ pub struct Callback {
 impl Callback {
     /// Bind before anything else happens: a busy `--callback-port` must fail
     /// before a browser tab opens, or every retry opens another tab.
-    pub async fn bind(port: Option<u16>) -> Result<Callback, String> {
+    pub async fn bind(port: Option<u16>) -> Result<Callback, BrowserError> {
         let listener = TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
             .await
-            .map_err(|e| match port {
-                Some(p) if e.kind() == std::io::ErrorKind::AddrInUse => format!(
-                    "--callback-port {p}: 127.0.0.1:{p} is already in use (another mcpgate connect signing in, or another program); free it or choose another port with --callback-port (the redirect URI registered for a pre-registered client must use the same port)"
-                ),
-                Some(p) => format!("--callback-port {p}: cannot listen on 127.0.0.1:{p}: {e}"),
-                None => format!("cannot listen on a free loopback port for the sign-in callback: {e}"),
+            .map_err(|source| match port {
+                Some(port) if source.kind() == io::ErrorKind::AddrInUse => {
+                    BrowserError::PortInUse { port }
+                }
+                Some(port) => BrowserError::Listen { port, source },
+                None => BrowserError::NoFreePort(source),
             })?;
         let port = listener
             .local_addr()
-            .map_err(|e| format!("loopback callback: {e}"))?
+            .map_err(BrowserError::Callback)?
             .port();
         Ok(Callback {
             listener,
@@ -41,13 +69,13 @@ impl Callback {
     /// Wait for the redirect that carries our `state`; answer the browser with a
     /// small page. Requests for other paths (favicon) or other states are
     /// answered and ignored.
-    pub async fn wait(&self, state: &str) -> Result<HashMap<String, String>, String> {
+    pub async fn wait(&self, state: &str) -> Result<HashMap<String, String>, BrowserError> {
         loop {
             let (stream, _) = self
                 .listener
                 .accept()
                 .await
-                .map_err(|e| format!("loopback callback: {e}"))?;
+                .map_err(BrowserError::Callback)?;
             match tokio::time::timeout(Duration::from_secs(10), serve_one(stream, state)).await {
                 Ok(Some(params)) => return Ok(params),
                 Ok(None) | Err(_) => continue,
@@ -98,7 +126,7 @@ async fn serve_one(mut stream: TcpStream, state: &str) -> Option<HashMap<String,
 /// Open the URL in a browser without a shell: `$BROWSER` (its first
 /// colon-separated entry; `%s` is replaced by the URL, else the URL is appended),
 /// else the platform opener. Returns a description of what was run.
-pub fn open(url: &str) -> Result<String, String> {
+pub fn open(url: &str) -> Result<String, BrowserError> {
     let (program, args) = match std::env::var("BROWSER")
         .ok()
         .filter(|b| !b.trim().is_empty())
@@ -106,9 +134,7 @@ pub fn open(url: &str) -> Result<String, String> {
         Some(b) => {
             let first = b.split(':').find(|s| !s.trim().is_empty()).unwrap_or(&b);
             let mut parts = first.split_whitespace().map(str::to_string);
-            let program = parts
-                .next()
-                .ok_or_else(|| "$BROWSER is empty".to_string())?;
+            let program = parts.next().ok_or(BrowserError::EmptyBrowser)?;
             let mut args: Vec<String> = parts.collect();
             if args.iter().any(|a| a.contains("%s")) {
                 for a in &mut args {
@@ -129,7 +155,10 @@ pub fn open(url: &str) -> Result<String, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start the browser {program:?}: {e}"))?;
+        .map_err(|source| BrowserError::Start {
+            program: program.clone(),
+            source,
+        })?;
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
@@ -138,10 +167,10 @@ pub fn open(url: &str) -> Result<String, String> {
 
 /// Headless sign-in: read the URL the browser ended on from the terminal (not
 /// stdin, which carries the protocol).
-pub async fn read_pasted_redirect(state: &str) -> Result<HashMap<String, String>, String> {
-    let tty = tokio::fs::File::open("/dev/tty").await.map_err(|e| {
-        format!("--no-browser needs a terminal to paste the redirect URL into, and /dev/tty cannot be opened ({e}); run mcpgate connect once from a terminal to sign in, the tokens are then cached")
-    })?;
+pub async fn read_pasted_redirect(state: &str) -> Result<HashMap<String, String>, BrowserError> {
+    let tty = tokio::fs::File::open("/dev/tty")
+        .await
+        .map_err(BrowserError::NoTerminal)?;
     let mut lines = BufReader::new(tty).lines();
     loop {
         eprintln!(
@@ -150,8 +179,8 @@ pub async fn read_pasted_redirect(state: &str) -> Result<HashMap<String, String>
         let line = lines
             .next_line()
             .await
-            .map_err(|e| format!("reading the pasted URL: {e}"))?
-            .ok_or_else(|| "the terminal closed before a URL was pasted".to_string())?;
+            .map_err(BrowserError::ReadPasted)?
+            .ok_or(BrowserError::TerminalClosed)?;
         let Ok(url) = Url::parse(line.trim()) else {
             eprintln!("mcpgate connect: that is not a URL");
             continue;

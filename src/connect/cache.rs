@@ -7,7 +7,7 @@
 //! with the same one would make the second look like a replay and revoke both.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +75,33 @@ pub struct Entry {
     pub tokens: Option<Tokens>,
 }
 
+/// Why the token cache cannot be used. Names the file or directory and the
+/// system's reason; never what is (or would be) in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(
+        "neither XDG_CONFIG_HOME nor HOME is set, so there is nowhere to keep tokens; set one of them"
+    )]
+    NoHome,
+    #[error("cannot create the token cache {}: {source}", dir.display())]
+    CreateDir { dir: PathBuf, source: io::Error },
+    #[error("cannot make the token cache {} private: {source}", dir.display())]
+    MakePrivate { dir: PathBuf, source: io::Error },
+    #[error("cannot encode the token cache entry: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write the token cache {}: {source}", file.display())]
+    Write { file: PathBuf, source: io::Error },
+    #[error("cannot open the lock file {}: {source}", path.display())]
+    OpenLock { path: PathBuf, source: io::Error },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: nix::errno::Errno,
+    },
+    #[error("cannot remove {}: {source}", file.display())]
+    Remove { file: PathBuf, source: io::Error },
+}
+
 pub struct Cache {
     pub dir: PathBuf,
     pub file: PathBuf,
@@ -82,7 +109,7 @@ pub struct Cache {
 }
 
 /// Where the cache lives: `$XDG_CONFIG_HOME/mcpgate/connect`, else `~/.config/...`.
-pub fn default_dir() -> Result<PathBuf, String> {
+pub fn default_dir() -> Result<PathBuf, CacheError> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(x).join("mcpgate").join("connect"));
     }
@@ -91,24 +118,28 @@ pub fn default_dir() -> Result<PathBuf, String> {
             .join(".config")
             .join("mcpgate")
             .join("connect")),
-        None => Err(
-            "neither XDG_CONFIG_HOME nor HOME is set, so there is nowhere to keep tokens; set one of them"
-                .to_string(),
-        ),
+        None => Err(CacheError::NoHome),
     }
 }
 
 impl Cache {
-    pub fn for_server(dir: &Path, server: &Url) -> Result<Cache, String> {
+    pub fn for_server(dir: &Path, server: &Url) -> Result<Cache, CacheError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create the token cache {}: {e}", dir.display()))?;
+            .map_err(|source| CacheError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         // An existing directory keeps its mode on create; tokens must not be
         // readable by others whatever made it.
-        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| format!("cannot make the token cache {} private: {e}", dir.display()))?;
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
+            |source| CacheError::MakePrivate {
+                dir: dir.to_path_buf(),
+                source,
+            },
+        )?;
         // A hash, not the URL: URLs have characters file systems dislike, and
         // the file name then says nothing about where the user signs in.
         let name = crate::util::sha256_hex(server.as_str().as_bytes());
@@ -135,8 +166,8 @@ impl Cache {
         }
     }
 
-    pub fn save(&self, entry: &Entry) -> Result<(), String> {
-        let body = serde_json::to_vec_pretty(entry).map_err(|e| e.to_string())?;
+    pub fn save(&self, entry: &Entry) -> Result<(), CacheError> {
+        let body = serde_json::to_vec_pretty(entry).map_err(CacheError::Encode)?;
         let tmp = self.dir.join(format!(
             ".{}.{}.tmp",
             std::process::id(),
@@ -152,15 +183,18 @@ impl Cache {
             f.sync_all()?;
             fs::rename(&tmp, &self.file)
         };
-        write().map_err(|e| {
+        write().map_err(|source| {
             let _ = fs::remove_file(&tmp);
-            format!("cannot write the token cache {}: {e}", self.file.display())
+            CacheError::Write {
+                file: self.file.clone(),
+                source,
+            }
         })
     }
 
     /// Take the cross-process lock; says so on stderr when another process holds it
     /// (it is probably waiting for someone to finish signing in).
-    pub async fn lock(&self) -> Result<Flock<File>, String> {
+    pub async fn lock(&self) -> Result<Flock<File>, CacheError> {
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -168,7 +202,10 @@ impl Cache {
                 .truncate(false)
                 .mode(0o600)
                 .open(&self.lock)
-                .map_err(|e| format!("cannot open the lock file {}: {e}", self.lock.display()))
+                .map_err(|source| CacheError::OpenLock {
+                    path: self.lock.clone(),
+                    source,
+                })
         };
         let mut told = false;
         loop {
@@ -183,8 +220,11 @@ impl Cache {
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err((_, e)) => {
-                    return Err(format!("cannot lock {}: {e}", self.lock.display()));
+                Err((_, source)) => {
+                    return Err(CacheError::Lock {
+                        path: self.lock.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -212,12 +252,15 @@ pub fn list(dir: &Path) -> Vec<(PathBuf, Entry)> {
 impl Cache {
     /// Forget this server's tokens and client (for `mcpgate auth logout`), under
     /// the lock so a running bridge is not mid-refresh. `false` if nothing was cached.
-    pub async fn forget(&self) -> Result<bool, String> {
+    pub async fn forget(&self) -> Result<bool, CacheError> {
         let _lock = self.lock().await?;
         match fs::remove_file(&self.file) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(format!("cannot remove {}: {e}", self.file.display())),
+            Err(source) => Err(CacheError::Remove {
+                file: self.file.clone(),
+                source,
+            }),
         }
     }
 }

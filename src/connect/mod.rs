@@ -25,7 +25,49 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::jsonrpc;
+use crate::oauth::client::EndpointError;
 pub use remote::TransportKind;
+
+/// Why `mcpgate connect` (or `mcpgate auth`) could not start. Every message
+/// names the flag, file or URL and what to do; none holds a secret (flag
+/// values given as `env:VAR` are named by the variable).
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error(
+        "{url:?} is not a URL ({source}); give the server's full address, such as https://mcp.example.com/mcp"
+    )]
+    NotUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("--client-metadata-url {url:?}: {source}")]
+    MetadataUrlNotUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "--client-metadata-url {url}: a client ID metadata document URL must be https with a path"
+    )]
+    MetadataUrlNotHttps { url: String },
+    #[error(transparent)]
+    Insecure(#[from] EndpointError),
+    #[error(transparent)]
+    Flag(#[from] util::UnsetVar),
+    #[error(transparent)]
+    Header(#[from] remote::HeaderError),
+    #[error(transparent)]
+    Trace(#[from] trace::TraceFileError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+    #[error(transparent)]
+    Auth(#[from] oauth::AuthError),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+}
 
 /// How long in-flight requests may still be answered once the client has gone.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -156,13 +198,15 @@ pub fn auth_main(cmd: AuthCommand) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = cache::Cache::for_server(&dir, &url).and_then(|c| {
-                tokio::runtime::Builder::new_current_thread()
+            let forget = || -> Result<bool, ConnectError> {
+                let cache = cache::Cache::for_server(&dir, &url)?;
+                let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?
-                    .block_on(c.forget())
-            });
+                    .map_err(ConnectError::Runtime)?;
+                Ok(rt.block_on(cache.forget())?)
+            };
+            let result = forget();
             match result {
                 Ok(true) => {
                     println!("signed out of {url}: its cached tokens and client are gone");
@@ -207,20 +251,22 @@ pub fn main(args: Args) -> ExitCode {
     code
 }
 
-fn optional(value: Option<String>, flag: &str) -> Result<Option<String>, String> {
+fn optional(value: Option<String>, flag: &str) -> Result<Option<String>, util::UnsetVar> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| util::resolve_value(&v, flag))
         .transpose()
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+async fn run(args: Args) -> Result<ExitCode, ConnectError> {
     if let Some(path) = &args.trace_file {
         trace::init(path)?;
     }
-    let url = Url::parse(&args.url)
-        .map_err(|e| format!("{:?} is not a URL ({e}); give the server's full address, such as https://mcp.example.com/mcp", args.url))?;
-    util::check_secure(&url, args.allow_http, "the server").map_err(|e| e.to_string())?;
+    let url = Url::parse(&args.url).map_err(|source| ConnectError::NotUrl {
+        url: args.url.clone(),
+        source,
+    })?;
+    util::check_secure(&url, args.allow_http, "the server")?;
     let headers = remote::parse_headers(&args.headers)?;
     let opts = oauth::Options {
         client_id: optional(args.client_id, "--client-id")?,
@@ -232,11 +278,12 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         login_timeout: Duration::from_secs(args.login_timeout.max(1)),
     };
     if let Some(u) = &opts.client_metadata_url {
-        let parsed = Url::parse(u).map_err(|e| format!("--client-metadata-url {u:?}: {e}"))?;
+        let parsed = Url::parse(u).map_err(|source| ConnectError::MetadataUrlNotUrl {
+            url: u.clone(),
+            source,
+        })?;
         if parsed.scheme() != "https" || parsed.path() == "/" {
-            return Err(format!(
-                "--client-metadata-url {u}: a client ID metadata document URL must be https with a path"
-            ));
+            return Err(ConnectError::MetadataUrlNotHttps { url: u.clone() });
         }
     }
     let dir = match args.cache_dir {
@@ -350,6 +397,8 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     })
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, String> {
-    tokio::signal::unix::signal(kind).map_err(|e| format!("cannot handle signals: {e}"))
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, ConnectError> {
+    tokio::signal::unix::signal(kind).map_err(ConnectError::Signals)
 }

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,16 +19,27 @@ static SINK: OnceLock<Mutex<File>> = OnceLock::new();
 static TRACE_ID: OnceLock<String> = OnceLock::new();
 
 /// Start writing spans to `path` (created 0600, appended to).
-pub fn init(path: &Path) -> Result<(), String> {
+pub fn init(path: &Path) -> Result<(), TraceFileError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("--trace-file {}: {e}", path.display()))?;
+        .map_err(|source| TraceFileError {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let _ = SINK.set(Mutex::new(file));
     let _ = TRACE_ID.set(hex(16));
     Ok(())
+}
+
+/// The `--trace-file` cannot be opened for appending.
+#[derive(Debug, thiserror::Error)]
+#[error("--trace-file {}: {source}", path.display())]
+pub struct TraceFileError {
+    path: PathBuf,
+    source: std::io::Error,
 }
 
 fn hex(bytes: usize) -> String {

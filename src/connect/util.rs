@@ -7,13 +7,25 @@ use crate::oauth::client::{EndpointError, PlainHttp, check_endpoint};
 
 /// A flag value that may name an environment variable (`env:VAR`), so secrets
 /// need not appear in a client's config file or in `ps`.
-pub fn resolve_value(value: &str, flag: &str) -> Result<String, String> {
+pub fn resolve_value(value: &str, flag: &str) -> Result<String, UnsetVar> {
     match value.strip_prefix("env:") {
-        Some(var) => std::env::var(var).map_err(|_| {
-            format!("{flag} refers to the environment variable {var}, which is not set; export it or pass the value directly")
+        Some(var) => std::env::var(var).map_err(|_| UnsetVar {
+            flag: flag.to_string(),
+            var: var.to_string(),
         }),
         None => Ok(value.to_string()),
     }
+}
+
+/// A flag's `env:VAR` names a variable that is not set. Names the flag and the
+/// variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{flag} refers to the environment variable {var}, which is not set; export it or pass the value directly"
+)]
+pub struct UnsetVar {
+    pub flag: String,
+    pub var: String,
 }
 
 /// Drop the insignificant whitespace of a JSON text, byte for byte otherwise.
