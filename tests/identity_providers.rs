@@ -195,7 +195,7 @@ async fn string_email_verified_is_accepted_from_google_only() {
     let oidc = Provider::oidc(oidc_settings(&idp)).await.expect("oidc");
     assert!(matches!(
         login(&oidc).await,
-        Err(IdpError::EmailNotVerified)
+        Err(IdpError::EmailNotVerified { .. })
     ));
 }
 
@@ -207,10 +207,10 @@ async fn unverified_email_is_refused() {
         Provider::google(oidc_settings(&idp)).await.expect("google"),
     ] {
         let err = login(&provider).await.expect_err("unverified");
-        assert!(matches!(err, IdpError::EmailNotVerified), "{err:?}");
+        assert!(matches!(err, IdpError::EmailNotVerified { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "the identity provider did not verify this email address"
+            "the identity provider has not verified the email address u@example.com"
         );
     }
     // Absent is not verified either (and userinfo does not say otherwise).
@@ -218,7 +218,7 @@ async fn unverified_email_is_refused() {
     let provider = Provider::oidc(oidc_settings(&idp)).await.expect("oidc");
     assert!(matches!(
         login(&provider).await,
-        Err(IdpError::EmailNotVerified)
+        Err(IdpError::EmailNotVerified { .. })
     ));
 }
 
@@ -531,7 +531,7 @@ async fn github_needs_a_verified_primary_email() {
     });
     assert!(matches!(
         login(&provider).await,
-        Err(IdpError::EmailNotVerified)
+        Err(IdpError::EmailNotVerified { .. })
     ));
     gh.set_user(FakeGithubUser {
         emails: vec![],

@@ -64,6 +64,52 @@ async fn code_to_tokens(base: &str, client_id: &str, back: &str, verifier: &str)
     body
 }
 
+/// A refused sign-in: a page naming the account and the reason, which sends
+/// the browser back to the client with `error` (and `state`, `iss`), so the
+/// client stops waiting. Returns the page's text.
+async fn refused_back_to_client(
+    resp: reqwest::Response,
+    base: &str,
+    status: u16,
+    error: &str,
+    account: &str,
+) -> String {
+    assert_eq!(resp.status(), status);
+    assert!(
+        resp.headers().get("location").is_none(),
+        "the page comes first"
+    );
+    let refresh = resp
+        .headers()
+        .get("refresh")
+        .expect("the page goes on to the client by itself")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let back = refresh
+        .split_once("url=")
+        .map(|(_, u)| u.to_string())
+        .expect("a URL in Refresh");
+    assert!(back.starts_with(REDIRECT), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some(error),
+        "{back}"
+    );
+    assert_eq!(query_param(&back, "state").as_deref(), Some("up"));
+    assert_eq!(query_param(&back, "iss").as_deref(), Some(base));
+    assert!(query_param(&back, "code").is_none());
+    let description = query_param(&back, "error_description").expect("a description");
+    assert!(!description.is_empty());
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(account), "the page names the account: {html}");
+    assert!(
+        html.contains("Back to your application"),
+        "and links back at once: {html}"
+    );
+    html
+}
+
 fn config(idp: Value, policy: Value) -> Value {
     let mut auth = json!({"idp": idp, "storage": "memory"});
     for (k, v) in policy.as_object().unwrap() {
@@ -122,13 +168,9 @@ async fn google_accounts_outside_the_domain_get_a_403_page_and_no_code() {
     let p = pkce();
     let mut browser = Browser::default();
     let resp = through_provider(&mut browser, &base, &client, &p.challenge).await;
-    assert_eq!(resp.status(), 403);
-    assert!(resp.headers().get("location").is_none());
-    let html = resp.text().await.unwrap();
-    assert!(
-        html.contains("mallory@example.com") && html.contains("not in an allowed"),
-        "{html}"
-    );
+    let html =
+        refused_back_to_client(resp, &base, 403, "access_denied", "mallory@example.com").await;
+    assert!(html.contains("not in an allowed"), "{html}");
 }
 
 #[tokio::test]
@@ -151,7 +193,7 @@ async fn oidc_groups_decide_and_unverified_emails_are_refused() {
     idp.set_user(FakeUser::new("o-2", "dave@corp.example").groups(&["others"]));
     let mut browser = Browser::default();
     let resp = through_provider(&mut browser, &base, &client, &p.challenge).await;
-    assert_eq!(resp.status(), 403);
+    refused_back_to_client(resp, &base, 403, "access_denied", "dave@corp.example").await;
 
     // In the group, but the provider has not verified the email.
     idp.set_user(
@@ -161,8 +203,7 @@ async fn oidc_groups_decide_and_unverified_emails_are_refused() {
     );
     let mut browser = Browser::default();
     let resp = through_provider(&mut browser, &base, &client, &p.challenge).await;
-    assert_eq!(resp.status(), 403);
-    let html = resp.text().await.unwrap();
+    let html = refused_back_to_client(resp, &base, 403, "access_denied", "erin@corp.example").await;
     assert!(html.to_lowercase().contains("verif"), "{html}");
 
     // A forged ID token (signed with another key) is refused.
@@ -170,7 +211,8 @@ async fn oidc_groups_decide_and_unverified_emails_are_refused() {
     idp.knobs(|k| k.wrong_key = true);
     let mut browser = Browser::default();
     let resp = through_provider(&mut browser, &base, &client, &p.challenge).await;
-    assert_eq!(resp.status(), 403);
+    // Not the person's fault: the client hears `server_error`.
+    refused_back_to_client(resp, &base, 502, "server_error", "ID token").await;
 }
 
 #[tokio::test]
@@ -204,7 +246,7 @@ async fn github_organisations_decide() {
     });
     let mut browser = Browser::default();
     let resp = through_provider(&mut browser, &base, &client, &p.challenge).await;
-    assert_eq!(resp.status(), 403);
+    refused_back_to_client(resp, &base, 403, "access_denied", "is signed in, but").await;
 }
 
 #[tokio::test]

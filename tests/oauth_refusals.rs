@@ -274,3 +274,68 @@ async fn refused_access_tokens_leave_an_audit_line_without_the_token() {
         .count();
     assert!(n <= 10, "{n} lines for one address in a minute");
 }
+
+#[tokio::test]
+async fn the_pages_name_the_gateway_and_what_an_aggregated_endpoint_reaches() {
+    let mut config = config_with(local_auth("memory"));
+    config["proxy"]["name"] = serde_json::json!("mcpgate demo");
+    let (gw, log) = gateway_logged(config).await;
+    let base = gw.url.clone();
+    let client_id = public_client(&base).await;
+    let p = pkce();
+    let resource = format!("{base}/mcp");
+    let url = Authorize {
+        base: &base,
+        client_id: &client_id,
+        redirect_uri: REDIRECT,
+        challenge: &p.challenge,
+        resource: Some(&resource),
+        scope: None,
+        state: "s",
+    }
+    .url();
+    let mut browser = Browser::default();
+    let resp = browser.get(&url).await;
+    assert_eq!(resp.status(), 302);
+    let login = absolute(&base, &location(&resp));
+    let page = browser.get(&login).await;
+    let html = page.text().await.expect("sign-in page");
+    assert!(
+        html.contains("<title>Sign in to mcpgate demo</title>"),
+        "the sign-in page is titled with proxy.name: {html}"
+    );
+
+    // A form whose CSRF value is wrong is refused, and leaves a trace.
+    let resp = browser
+        .post(
+            &format!("{base}/login"),
+            &[
+                ("request", &field(&html, "request")),
+                ("csrf", "mgx_not-the-right-one"),
+                ("email", "alice@example.com"),
+                ("password", "pw-alice"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let lines = log_lines(&log);
+    assert!(lines.iter().any(
+        |l| l["message"] == "a sign-in form's CSRF value was refused"
+            && l["target"] == "audit"
+            && l["client_id"] == client_id.as_str()
+    ));
+
+    let consent =
+        fill_sign_in_form(&mut browser, &base, &login, "alice@example.com", "pw-alice").await;
+    assert!(consent.contains("/consent?"), "{consent}");
+    let html = browser
+        .get(&consent)
+        .await
+        .text()
+        .await
+        .expect("consent page");
+    assert!(
+        html.contains("the services at <code>/mcp</code> (<code>a</code>, <code>b</code>), as far as this gateway's policies let you use them"),
+        "the consent page says what /mcp is: {html}"
+    );
+}

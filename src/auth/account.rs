@@ -167,6 +167,12 @@ pub async fn form_session(
     if ok {
         Ok(session)
     } else {
+        // Only a browser signed in as this person gets here: no flood to fear.
+        tracing::warn!(
+            target: "audit",
+            user = session.user.as_str(),
+            "a /my form's CSRF value was refused"
+        );
         Err(web::error_page(
             StatusCode::FORBIDDEN,
             "Form expired",

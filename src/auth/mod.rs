@@ -93,8 +93,11 @@ pub struct Auth {
     base: Url,
     /// The configured services (scopes, per-user token settings, service auths).
     services: Vec<crate::config::Service>,
-    /// The aggregated endpoints (name, scopes: every scope its services require).
-    aggregates: Vec<(String, Vec<String>)>,
+    /// The aggregated endpoints (name, scopes: every scope its services
+    /// require, and the services behind it).
+    aggregates: Vec<(String, Vec<String>, Vec<String>)>,
+    /// What the gateway is called (`proxy.name`), for the pages people see.
+    pub name: String,
     /// Tells open sessions that a person's token for a service changed.
     token_changes: tokio::sync::broadcast::Sender<(UserId, String)>,
     pub store: Store,
@@ -234,9 +237,11 @@ impl Auth {
                     if scopes.is_empty() {
                         scopes.push("mcp".into());
                     }
-                    (name.to_string(), scopes)
+                    let members = members.iter().map(|m| m.to_string()).collect();
+                    (name.to_string(), scopes, members)
                 })
                 .collect(),
+            name: settings.name.clone(),
             token_changes: tokio::sync::broadcast::channel(64).0,
             store,
             keys,
@@ -372,9 +377,17 @@ impl Auth {
             .or_else(|| {
                 self.aggregates
                     .iter()
-                    .find(|(n, _)| n == service)
-                    .map(|(_, s)| s.as_slice())
+                    .find(|(n, _, _)| n == service)
+                    .map(|(_, s, _)| s.as_slice())
             })
+    }
+
+    /// The services behind an aggregated endpoint, if `name` is one.
+    pub fn aggregate_members(&self, name: &str) -> Option<&[String]> {
+        self.aggregates
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, m)| m.as_slice())
     }
 
     pub fn service(&self, name: &str) -> Option<&crate::config::Service> {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::pending::load_pending;
-use super::respond::redirect_error;
+use super::respond::{redirect_error, refusal_page};
 use super::sign_in::{callback_url, signed_in_now};
 use crate::auth::records::PendingAuthorization;
 use crate::auth::{Auth, Login};
@@ -82,11 +82,31 @@ pub async fn callback(
     let identity = match provider.finish(&callback_url(&auth), code, upstream).await {
         Ok(i) => i,
         Err(e) => {
-            tracing::warn!("sign-in at the identity provider failed: {e}");
-            return web::error_page(
-                StatusCode::FORBIDDEN,
-                "Sign-in failed",
-                &format!("{e}. Connect again from your application."),
+            let code = e.oauth_code();
+            tracing::info!(
+                target: "audit",
+                client_id = pending.client_id.as_str(),
+                error = code.as_str(),
+                reason = %e,
+                "sign-in refused: the identity provider's answer"
+            );
+            let (status, title) = match code {
+                ErrorCode::AccessDenied => (StatusCode::FORBIDDEN, "Access denied"),
+                ErrorCode::TemporarilyUnavailable => {
+                    (StatusCode::BAD_GATEWAY, "Sign-in unavailable")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "Sign-in failed"),
+            };
+            return refusal_page(
+                &auth.issuer,
+                &pending.redirect_uri,
+                pending.state.as_deref(),
+                status,
+                title,
+                &format!(
+                    "{e}. Your application is told; connect again from it once this is fixed."
+                ),
+                OAuthError::new(code, format!("sign-in failed: {e}")),
             );
         }
     };

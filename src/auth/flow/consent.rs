@@ -42,7 +42,22 @@ pub async fn consent_page(
     }
     let target = redirect_host(&pending.redirect_uri);
     let services = match &pending.audience {
-        Audience::Service(s) => format!("<code>{}</code>", escape(s)),
+        Audience::Service(s) => match auth.aggregate_members(s) {
+            // An aggregated endpoint: name what is behind it, and that the
+            // gateway's policies still decide item by item.
+            Some(members) => {
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("<code>{}</code>", escape(m)))
+                    .collect();
+                format!(
+                    "the services at <code>{}</code> ({}), as far as this gateway's policies let you use them",
+                    escape(&crate::config::endpoint_path(s, "mcp")),
+                    names.join(", ")
+                )
+            }
+            None => format!("<code>{}</code>", escape(s)),
+        },
         Audience::Gateway => {
             let names: Vec<String> = auth
                 .services

@@ -54,14 +54,14 @@ async fn render_login(
         .unwrap_or_default();
     web::page(
         status,
-        "Sign in",
+        &format!("Sign in to {}", auth.name),
         &format!(
             "<h1>Sign in to {}</h1>{error}<form method=\"post\" action=\"{}\">{}{}\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>\
-             <p class=\"muted\">{} wants to connect.</p>",
-            escape(&auth.issuer),
+             <p class=\"muted\">{} wants to connect to {}.</p>",
+            escape(&auth.name),
             escape(&auth.url("/login")),
             hidden("request", request.reveal()),
             hidden("csrf", csrf.reveal()),
@@ -71,6 +71,7 @@ async fn render_login(
                     .as_deref()
                     .unwrap_or(pending.client_id.as_str())
             ),
+            escape(&auth.issuer),
         ),
     )
 }

@@ -98,6 +98,12 @@ pub fn check_csrf(pending: &PendingAuthorization, presented: Option<&str>) -> Re
     if csrf_matches(&pending.csrf, presented) {
         Ok(())
     } else {
+        // Only a browser holding this request gets here: no flood to fear.
+        tracing::warn!(
+            target: "audit",
+            client_id = pending.client_id.as_str(),
+            "a sign-in form's CSRF value was refused"
+        );
         Err(web::error_page(
             StatusCode::FORBIDDEN,
             "Form expired",

@@ -28,6 +28,40 @@ pub fn redirect_error(
     }
 }
 
+/// A refusal the person must read before their application hears of it:
+/// a page naming the account and the reason, which then sends the browser
+/// back to the client with the OAuth error (`state` and `iss` included), so
+/// the client stops waiting and can show it at once. The page goes on by
+/// itself after a few seconds, or at once with its link.
+pub fn refusal_page(
+    issuer: &str,
+    target: &str,
+    state: Option<&str>,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    error: OAuthError,
+) -> Response {
+    let Some(url) = redirect::build(target, Outcome::Error { error: &error }, state, issuer) else {
+        return web::error_page(status, title, message);
+    };
+    let back = web::escape(url.as_str());
+    let body = format!(
+        "<h1>{}</h1><p class=\"error\">{}</p>\
+         <p><a id=\"back\" href=\"{back}\">Back to your application</a>, which is told \
+         the sign-in was refused ({}).</p>",
+        web::escape(title),
+        web::escape(message),
+        web::escape(error.code.as_str()),
+    );
+    let mut resp = web::page(status, title, &body);
+    // A refresh, not a script: the page's CSP allows no scripts.
+    if let Ok(v) = HeaderValue::from_str(&format!("5; url={}", url.as_str())) {
+        resp.headers_mut().insert(header::REFRESH, v);
+    }
+    resp
+}
+
 /// 302, which every client follows (a 307 broke Claude.ai), with the page headers.
 pub fn found(location: &str) -> Response {
     let mut resp = StatusCode::FOUND.into_response();
@@ -121,6 +155,30 @@ mod tests {
         );
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert!(resp.headers().get(header::LOCATION).is_none());
+    }
+
+    #[test]
+    fn a_refusal_page_explains_and_sends_the_client_its_error() {
+        let resp = refusal_page(
+            "https://gw.example",
+            "http://127.0.0.1:5000/cb",
+            Some("st"),
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            "eve@other.com is signed in, but <not allowed>",
+            OAuthError::new(ErrorCode::AccessDenied, "eve@other.com is not allowed"),
+        );
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let refresh = resp.headers()[header::REFRESH]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let url = Url::parse(refresh.trim_start_matches("5; url=")).unwrap();
+        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("error"), Some("access_denied"));
+        assert_eq!(get("state"), Some("st"));
+        assert_eq!(get("iss"), Some("https://gw.example"));
     }
 
     #[test]

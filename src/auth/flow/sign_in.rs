@@ -12,12 +12,13 @@ use axum::response::Response;
 use super::browser::SESSION_COOKIE;
 use super::code::after_sign_in;
 use super::pending::save_pending;
-use super::respond::found;
+use super::respond::{found, refusal_page};
 use crate::auth::idp::Identity;
 use crate::auth::records::{BrowserSession, PendingAuthorization};
 use crate::auth::token::{Browser, LoginState, Token};
 use crate::auth::{Auth, Login};
 use crate::caller::UserId;
+use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::util::now_unix;
 use crate::web;
 
@@ -39,10 +40,17 @@ pub async fn begin_sign_in(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!("cannot start sign-in at the identity provider: {e}");
-                    return web::error_page(
+                    return refusal_page(
+                        &auth.issuer,
+                        &pending.redirect_uri,
+                        pending.state.as_deref(),
                         StatusCode::BAD_GATEWAY,
                         "Sign-in unavailable",
                         &format!("The identity provider cannot be reached: {e}"),
+                        OAuthError::new(
+                            ErrorCode::TemporarilyUnavailable,
+                            "the identity provider cannot be reached; try again later",
+                        ),
                     );
                 }
             };
@@ -73,16 +81,26 @@ pub async fn signed_in_now(
             .delete::<PendingAuthorization>(&request.hash().to_hex())
             .await;
         tracing::info!(
+            target: "audit",
             email = identity.email.as_str(),
             provider = identity.provider.as_str(),
+            client_id = pending.client_id.as_str(),
+            reason = %why,
             "sign-in refused by the access policy"
         );
-        return web::error_page(
+        return refusal_page(
+            &auth.issuer,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
             StatusCode::FORBIDDEN,
             "Access denied",
             &format!(
                 "{} is signed in, but {why}. Ask the gateway's administrator for access.",
                 identity.email
+            ),
+            OAuthError::new(
+                ErrorCode::AccessDenied,
+                format!("{} may not use this gateway: {why}", identity.email),
             ),
         );
     }

@@ -26,8 +26,8 @@ pub enum IdpError {
     },
     #[error("the identity provider's ID token was rejected: {0}")]
     InvalidIdToken(IdTokenProblem),
-    #[error("the identity provider did not verify this email address")]
-    EmailNotVerified,
+    #[error("the identity provider has not verified the email address {email}")]
+    EmailNotVerified { email: String },
     #[error("the identity provider did not share an email address for this account")]
     NoEmail,
     /// The provider answered, but not as the protocol says it should.
@@ -39,6 +39,23 @@ pub enum IdpError {
     /// during the login, or a mixed-up callback).
     #[error("this login was started with the {started} provider, not {this}")]
     WrongProvider { started: String, this: &'static str },
+}
+
+impl IdpError {
+    /// The OAuth error the client is sent back with (RFC 6749 §4.1.2.1): the
+    /// person's account is refused (`access_denied`), the provider cannot be
+    /// reached (`temporarily_unavailable`), or something else went wrong
+    /// between the gateway and the provider (`server_error`).
+    pub fn oauth_code(&self) -> crate::oauth::error::ErrorCode {
+        use crate::oauth::error::ErrorCode;
+        match self {
+            IdpError::EmailNotVerified { .. }
+            | IdpError::NoEmail
+            | IdpError::ProviderRefused { .. } => ErrorCode::AccessDenied,
+            IdpError::Network { .. } => ErrorCode::TemporarilyUnavailable,
+            _ => ErrorCode::ServerError,
+        }
+    }
 }
 
 fn describe(description: &Option<String>) -> String {

@@ -159,7 +159,9 @@ impl Inner {
             return Err(IdpError::NoEmail);
         };
         if !primary.verified {
-            return Err(IdpError::EmailNotVerified);
+            return Err(IdpError::EmailNotVerified {
+                email: primary.email.trim().to_lowercase(),
+            });
         }
         let email = primary.email.trim().to_lowercase();
         if !email.contains('@') {

@@ -312,7 +312,7 @@ impl Inner {
             .filter(|e| e.contains('@'))
             .ok_or(IdpError::NoEmail)?;
         if verified != Some(true) {
-            return Err(IdpError::EmailNotVerified);
+            return Err(IdpError::EmailNotVerified { email });
         }
 
         let domain = if self.google {
