@@ -3,6 +3,8 @@
 //! for any OIDC provider) and a fake GitHub. The access policy (domains, groups,
 //! organisations) decides who gets a token; everyone else gets a 403 page.
 
+#[path = "common/connect_bridge.rs"]
+mod bridge;
 mod common;
 #[path = "common/fake_idp.rs"]
 mod fake_idp;
@@ -272,4 +274,43 @@ async fn the_providers_own_client_id_is_not_a_client_here() {
     let resp = Browser::default().get(&url).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("location").is_none());
+}
+
+/// A real MCP client (`mcpgate connect`, a stdio bridge) whose person is
+/// refused at sign-in hears of it at once, with the reason, instead of
+/// waiting for its own timeout.
+#[tokio::test]
+async fn a_refused_person_s_client_is_told_at_once() {
+    let idp = FakeOidc::start(FakeUser::new("o-9", "dave@corp.example").groups(&["others"])).await;
+    let gw = gateway(config(
+        json!({"provider": "oidc", "issuer": idp.issuer(), "clientId": FakeOidc::CLIENT_ID, "clientSecret": FakeOidc::CLIENT_SECRET, "groupsClaim": "groups"}),
+        json!({"allowedGroups": ["mcp-users"]}),
+    ))
+    .await;
+    let home = bridge::Home::new();
+    let browser = home.following_browser();
+    let started = std::time::Instant::now();
+    let mut b = bridge::Bridge::start(&home, &browser, &format!("{}/a/mcp", gw.url), &[]).await;
+    // The sign-in starts with the client's initialize; its answer is the refusal.
+    let answer = b
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "refused", "version": "0"}}),
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "told at once, not after a timeout: {:?}",
+        started.elapsed()
+    );
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("access_denied"), "{answer}");
+    assert!(
+        message.contains("dave@corp.example"),
+        "the reason names the account: {answer}"
+    );
+    assert_eq!(home.browser_opened(), 1);
+    let (_, stderr) = b.finish().await;
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -47,6 +47,29 @@ impl Home {
         )
     }
 
+    /// A browser that goes wherever it is sent, as a real one does: every
+    /// redirect (to an identity provider and back), cookies kept, and the
+    /// `Refresh` of a page that moves on by itself.
+    pub fn following_browser(&self) -> PathBuf {
+        self.script(
+            r#"exec python3 - "$1" <<'PY'
+import sys, urllib.request, urllib.error, http.cookiejar
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+url = sys.argv[1]
+for _ in range(10):
+    try:
+        r = opener.open(url, timeout=30)
+    except urllib.error.HTTPError as e:
+        r = e
+    refresh = r.headers.get('Refresh') or ''
+    if 'url=' not in refresh:
+        break
+    url = refresh.split('url=', 1)[1].strip()
+PY
+"#,
+        )
+    }
+
     /// A browser that must not be needed.
     pub fn no_browser(&self) -> PathBuf {
         self.script("exit 1\n")
