@@ -7,8 +7,10 @@
 
 mod aggregate;
 pub mod auth;
+mod duration;
 mod env;
 pub mod schema;
+mod service;
 pub mod template;
 mod types;
 
@@ -19,10 +21,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use aggregate::AggregateSettings;
-pub use types::{
-    ConfigFile, DurationStr, ProxyConfig, ServiceAuthConfig, ServiceConfig, TransportType,
-    UserAuthConfig,
-};
+pub use duration::DurationStr;
+pub use service::{ServiceAuthConfig, ServiceConfig, TransportType, UserAuthConfig};
+pub use types::{ConfigFile, ProxyConfig};
 use url::Url;
 
 /// A service's name: the first path segment of its URLs (`/<name>/mcp`).
@@ -421,7 +422,7 @@ pub fn parse(
                         audit_arguments: v.audit_arguments,
                         shared: v.shared,
                         tool_filter: v.tool_filter.map(|f| crate::policy::ToolFilter {
-                            allow: f.mode == types::ToolFilterMode::Allow,
+                            allow: f.mode == service::ToolFilterMode::Allow,
                             names: f.list,
                         }),
                     });
