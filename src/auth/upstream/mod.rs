@@ -19,8 +19,7 @@
 //! provider says in its errors is shown only after removing anything that echoes
 //! them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Form;
@@ -45,6 +44,12 @@ use crate::store::Record;
 use crate::store::sealed::Sealed;
 use crate::util::now_unix;
 use crate::web;
+
+mod refresh;
+mod tokens;
+
+pub use refresh::fresh_token;
+use tokens::*;
 
 /// How long a started Connect may take at the provider.
 const FLOW_TTL: Duration = Duration::from_secs(600);
@@ -395,241 +400,6 @@ pub async fn disconnect(
     );
     auth.user_token_changed(&session.user, &service);
     found(&auth.url(&format!("/my/tokens?removed={}", urlencode(&service))))
-}
-
-/// Seal and keep what a token endpoint returned. `refresh`: the refresh token
-/// to keep (the new one, or the old one when the provider did not rotate it).
-async fn store(
-    auth: &Auth,
-    user: &UserId,
-    service: &str,
-    tokens: &TokenResponse,
-    refresh: Option<&str>,
-) -> Result<(), UserTokenError> {
-    let sealer = auth.sealer().ok_or(UserTokenError::NoKey)?;
-    let k = user_tokens::key(user, service);
-    let record = UserToken {
-        source: Source::Oauth,
-        token: sealer.seal(tokens.access_token.expose().as_bytes(), &k)?,
-        refresh: refresh.map(|r| sealer.seal(r.as_bytes(), &k)).transpose()?,
-        // No usable lifetime (absent, zero, absurd) means no known expiry.
-        expires_at: tokens
-            .expires_in
-            .and_then(|s| i64::try_from(s).ok())
-            .filter(|s| *s > 0)
-            .map(|s| now_unix().saturating_add(s)),
-        // Nothing of an OAuth token is shown: the person never saw it anyway.
-        hint: String::new(),
-        updated_at: now_unix(),
-    };
-    auth.store.put(&k, &record, None).await?;
-    Ok(())
-}
-
-/// One lock per (person, service), so that sessions starting together refresh
-/// once: with rotating refresh tokens, a second refresh with the same token
-/// fails, and some providers then revoke the whole grant.
-static REFRESHING: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn refresh_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
-    let mut map = REFRESHING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Forget locks nobody holds, so the map stays as small as the refreshes in flight.
-    map.retain(|_, l| Arc::strong_count(l) > 1);
-    map.entry(key.to_string()).or_default().clone()
-}
-
-/// The access token of an upstream OAuth record, refreshed first when it
-/// expires within [`REFRESH_SKEW`] seconds.
-pub async fn fresh_token(
-    auth: &Auth,
-    user: &UserId,
-    service: &str,
-    record: UserToken,
-) -> Result<String, UserTokenError> {
-    let sealer = auth.sealer().ok_or(UserTokenError::NoKey)?;
-    let k = user_tokens::key(user, service);
-    let open = |s: &Sealed| -> Result<String, UserTokenError> {
-        Ok(String::from_utf8_lossy(&sealer.open(s, &k)?).into_owned())
-    };
-    let due = |r: &UserToken| r.expires_at.is_some_and(|e| e - now_unix() < REFRESH_SKEW);
-    if !due(&record) {
-        return open(&record.token);
-    }
-    let lock = refresh_lock(&k);
-    let _guard = lock.lock().await;
-    // Another session may have refreshed while this one waited.
-    let Some(record) = auth.store.get::<UserToken>(&k).await? else {
-        return Err(failed(
-            auth,
-            service,
-            "the connection was removed meanwhile".into(),
-        ));
-    };
-    if record.source != Source::Oauth || !due(&record) {
-        return open(&record.token);
-    }
-    let Some(client) = client_of(auth, service) else {
-        return Err(failed(
-            auth,
-            service,
-            "the service no longer connects through OAuth".into(),
-        ));
-    };
-    let Some(refresh) = record.refresh.as_ref().map(&open).transpose()? else {
-        return Err(failed(
-            auth,
-            service,
-            format!(
-                "the access token expires and {} gave no refresh token",
-                client.display_name
-            ),
-        ));
-    };
-    let grant = Grant::RefreshToken {
-        refresh_token: &refresh,
-    };
-    match request_tokens(&client, grant).await {
-        Ok(tokens) => {
-            let keep = tokens
-                .refresh_token
-                .as_ref()
-                .map_or(refresh.as_str(), Secret::expose);
-            store(auth, user, service, &tokens, Some(keep)).await?;
-            tracing::info!(
-                user = user.as_str(),
-                service,
-                "upstream OAuth token refreshed"
-            );
-            Ok(tokens.access_token.into_inner())
-        }
-        Err(e) => {
-            tracing::warn!(
-                user = user.as_str(),
-                service,
-                "upstream OAuth refresh failed: {e}"
-            );
-            if e.is_invalid_grant() {
-                // The grant is dead at the provider: drop it, so /my/tokens offers
-                // Connect again instead of showing a connection that cannot work.
-                let _ = auth.store.delete::<UserToken>(&k).await;
-            }
-            Err(failed(auth, service, e.to_string()))
-        }
-    }
-}
-
-fn failed(auth: &Auth, service: &str, reason: String) -> UserTokenError {
-    let display = auth
-        .service(service)
-        .map_or(service, |s| s.display_name())
-        .to_string();
-    UserTokenError::UpstreamRefreshFailed {
-        service: display,
-        reason,
-        reconnect: auth.url("/my/tokens"),
-    }
-}
-
-// ---- the token endpoint ---------------------------------------------------------
-
-/// Why a token request failed, as the person and the logs are told. Never
-/// holds a token, code or secret (see `oauth::client`).
-#[derive(Debug, thiserror::Error)]
-enum UpstreamError {
-    #[error("the gateway's configuration is wrong: {0}")]
-    Config(String),
-    #[error("the provider could not be reached ({0})")]
-    Network(String),
-    #[error("the provider answered {error}{}", describe(description))]
-    Refused {
-        error: String,
-        description: Option<String>,
-    },
-    #[error("the provider's answer was not usable ({0})")]
-    Invalid(String),
-}
-
-fn describe(description: &Option<String>) -> String {
-    description
-        .as_deref()
-        .map(|d| format!(": {d}"))
-        .unwrap_or_default()
-}
-
-impl UpstreamError {
-    fn is_invalid_grant(&self) -> bool {
-        matches!(self, UpstreamError::Refused { error, .. } if error == "invalid_grant")
-    }
-}
-
-impl From<TokenError> for UpstreamError {
-    fn from(e: TokenError) -> UpstreamError {
-        match e {
-            TokenError::Setup(_) => UpstreamError::Config(e.to_string()),
-            TokenError::Http(HttpError::Network { reason, .. }) => UpstreamError::Network(reason),
-            TokenError::Http(HttpError::TooLarge { limit, .. }) => {
-                UpstreamError::Invalid(format!("the answer is larger than {limit} bytes"))
-            }
-            TokenError::Refused {
-                error, description, ..
-            } => UpstreamError::Refused { error, description },
-            // A 401 without an OAuth error body is still a refused client.
-            e @ TokenError::Status { .. } if e.is_invalid_client() => UpstreamError::Refused {
-                error: "invalid_client".into(),
-                description: None,
-            },
-            TokenError::Status { status, .. } => UpstreamError::Invalid(format!("HTTP {status}")),
-            TokenError::Invalid { problem, .. } => UpstreamError::Invalid(match problem {
-                ResponseProblem::NotJson | ResponseProblem::NoAccessToken => {
-                    "no access_token in a JSON answer".into()
-                }
-                other => other.to_string(),
-            }),
-        }
-    }
-}
-
-fn http() -> Result<&'static OAuthHttp, UpstreamError> {
-    static CLIENT: OnceLock<Result<OAuthHttp, TokenError>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            OAuthHttp::build(
-                concat!("mcpgate/", env!("CARGO_PKG_VERSION")),
-                CONNECT_TIMEOUT,
-                REQUEST_TIMEOUT,
-                MAX_RESPONSE_BYTES,
-            )
-        })
-        .as_ref()
-        .map_err(|e| UpstreamError::Config(e.to_string()))
-}
-
-/// Redeem a code or a refresh token at the service's token endpoint.
-///
-/// Client authentication: HTTP Basic first (RFC 6749 requires servers to take
-/// it; Notion takes nothing else), then once more with the secret in the body
-/// if the provider says `invalid_client` (some, like Linear's docs, show only
-/// that): [`AuthMethod::BasicThenPost`].
-async fn request_tokens(
-    client: &Client<'_>,
-    grant: Grant<'_>,
-) -> Result<TokenResponse, UpstreamError> {
-    let url =
-        endpoint("tokenUrl", client.token_url).map_err(|e| UpstreamError::Config(e.to_string()))?;
-    let request = TokenRequest {
-        endpoint: &url,
-        client: Credentials {
-            client_id: client.client_id,
-            client_secret: Some(client.client_secret),
-            method: AuthMethod::BasicThenPost,
-        },
-        grant,
-        resource: None,
-    };
-    Ok(oauth::request_token(http()?, &request).await?)
 }
 
 #[cfg(test)]
