@@ -75,23 +75,10 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let ip = auth.client_key(peer, &headers);
-    if let Err(retry) = auth.limits.token.check(&ip) {
-        return too_many(retry);
-    }
-    // The client as it names itself (it may be unknown or lying): enough to
-    // count its failures, never trusted for anything else.
-    let claimed = claimed_client_id(&headers, &body);
-    // Too many failed grants from this address or for this client: guessing
-    // codes, refresh tokens or secrets stops here.
-    let blocked = auth.limits.failed_grant_ip.blocked(&ip).or_else(|| {
-        claimed
-            .as_deref()
-            .and_then(|c| auth.limits.failed_grant_client.blocked(c))
-    });
-    if let Some(retry) = blocked {
-        return too_many(retry);
-    }
+    let who = match Requester::admit(&auth, peer, &headers, &body) {
+        Ok(w) => w,
+        Err(refused) => return refused,
+    };
     let result = async {
         let form = parse_form(&headers, &body)?;
         let client = authenticate_client(&auth, &headers, &form).await?;
@@ -118,22 +105,64 @@ pub async fn token(
             resp
         }
         Err(e) => {
-            if matches!(e.code, ErrorCode::InvalidGrant | ErrorCode::InvalidClient) {
-                auth.limits.failed_grant_ip.record(&ip);
-                if let Some(c) = claimed.as_deref() {
-                    auth.limits.failed_grant_client.record(c);
-                }
-                tracing::info!(
-                    target: "audit",
-                    ip = ip.as_str(),
-                    client_id = claimed.as_deref().unwrap_or("-"),
-                    error = e.code.as_str(),
-                    reason = e.description.as_ref(),
-                    "token request refused"
-                );
-            }
+            who.refused(&auth, &e);
             client_error_response(e, &headers)
         }
+    }
+}
+
+/// Who sent a `/token` or `/revoke` request, as far as counting goes: the
+/// client IP, and the client id it names (it may be unknown or lying: enough
+/// to count its failures, never trusted for anything else).
+struct Requester {
+    ip: String,
+    claimed: Option<String>,
+}
+
+impl Requester {
+    /// Count the request against the IP's limit; refuse it when the IP or
+    /// the client it names has failed too often (guessing codes, refresh
+    /// tokens or secrets stops here).
+    // A ready 429 as the error: boxing it would only add an allocation.
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        auth: &Auth,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Requester, Response> {
+        let ip = auth.client_key(peer, headers);
+        auth.limits.token.check(&ip).map_err(too_many)?;
+        let claimed = claimed_client_id(headers, body);
+        let blocked = auth.limits.failed_grant_ip.blocked(&ip).or_else(|| {
+            claimed
+                .as_deref()
+                .and_then(|c| auth.limits.failed_grant_client.blocked(c))
+        });
+        match blocked {
+            Some(retry) => Err(too_many(retry)),
+            None => Ok(Requester { ip, claimed }),
+        }
+    }
+
+    /// A refused request: failed grants and client authentications count
+    /// towards the limits above and leave an audit line (never the secret).
+    fn refused(&self, auth: &Auth, e: &OAuthError) {
+        if !matches!(e.code, ErrorCode::InvalidGrant | ErrorCode::InvalidClient) {
+            return;
+        }
+        auth.limits.failed_grant_ip.record(&self.ip);
+        if let Some(c) = self.claimed.as_deref() {
+            auth.limits.failed_grant_client.record(c);
+        }
+        tracing::info!(
+            target: "audit",
+            ip = self.ip.as_str(),
+            client_id = self.claimed.as_deref().unwrap_or("-"),
+            error = e.code.as_str(),
+            reason = e.description.as_ref(),
+            "token request refused"
+        );
     }
 }
 
@@ -278,23 +307,10 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let ip = auth.client_key(peer, &headers);
-    if let Err(retry) = auth.limits.token.check(&ip) {
-        return too_many(retry);
-    }
-    // The client as it names itself (it may be unknown or lying): enough to
-    // count its failures, never trusted for anything else.
-    let claimed = claimed_client_id(&headers, &body);
-    // Too many failed grants from this address or for this client: guessing
-    // codes, refresh tokens or secrets stops here.
-    let blocked = auth.limits.failed_grant_ip.blocked(&ip).or_else(|| {
-        claimed
-            .as_deref()
-            .and_then(|c| auth.limits.failed_grant_client.blocked(c))
-    });
-    if let Some(retry) = blocked {
-        return too_many(retry);
-    }
+    let who = match Requester::admit(&auth, peer, &headers, &body) {
+        Ok(w) => w,
+        Err(refused) => return refused,
+    };
     let result = async {
         let form = parse_form(&headers, &body)?;
         let client = authenticate_client(&auth, &headers, &form).await?;
@@ -333,6 +349,9 @@ pub async fn revoke(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Err(e) => client_error_response(e, &headers),
+        Err(e) => {
+            who.refused(&auth, &e);
+            client_error_response(e, &headers)
+        }
     }
 }
