@@ -106,16 +106,7 @@ async fn a_consent_can_be_revoked_with_its_tokens() {
     );
     // The client must ask again.
     let p = pkce();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let resp = browser.get(&url).await;
     assert!(location(&resp).contains("/consent?"));
     // Someone not signed in is sent to sign in first.
@@ -141,16 +132,7 @@ async fn consent_for_one_service_is_not_consent_for_all() {
     )
     .await;
     let p = pkce();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let resp = browser.get(&url).await;
     assert!(
         location(&resp).contains("/consent?"),

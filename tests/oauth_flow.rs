@@ -49,15 +49,7 @@ async fn end_to_end_register_authorize_sign_in_consent_call_refresh_revoke() {
     assert_eq!(text_of(&answer), "hello");
 
     // Refresh rotates.
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &t.refresh),
-            ("client_id", &t.client_id),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&base, &t.refresh, &t.client_id).await;
     assert_eq!(status, 200, "{body}");
     let refresh2 = body["refresh_token"].as_str().unwrap().to_string();
     let access2 = body["access_token"].as_str().unwrap().to_string();
@@ -79,15 +71,7 @@ async fn end_to_end_register_authorize_sign_in_consent_call_refresh_revoke() {
     );
     assert_eq!(mcp_status(&resource, Some(&access2)).await.status(), 401);
     assert_eq!(mcp_status(&resource, Some(&t.access)).await.status(), 401);
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh2),
-            ("client_id", &t.client_id),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&base, &refresh2, &t.client_id).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
 }
@@ -145,31 +129,11 @@ async fn pkce_is_required_s256_only_and_checked() {
     .await;
     let code = query_param(&back, "code").unwrap();
     let other = pkce();
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &other.verifier),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (status, body) = redeem(&base, &code, &other.verifier, &client).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant", "{body}");
     // The code was consumed by the failed attempt: the right verifier is too late.
-    let (status, _) = token(
-        &base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &p.verifier),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (status, _) = redeem(&base, &code, &p.verifier, &client).await;
     assert_eq!(status, 400);
 }
 
@@ -213,16 +177,7 @@ async fn bad_clients_and_redirects_get_a_page_never_a_redirect() {
     .url();
     assert_eq!(browser.get(&url).await.status(), 302);
     // The token request must repeat the redirect URI exactly.
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let back =
         sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
     let code = query_param(&back, "code").unwrap();
@@ -248,16 +203,7 @@ async fn forms_need_their_csrf_value_and_browser() {
     let client = public_client(&base).await;
     let p = pkce();
     let mut browser = Browser::default();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let resp = browser.get(&url).await;
     let login = absolute(&base, &location(&resp));
     let html = browser.get(&login).await.text().await.unwrap();
@@ -380,16 +326,7 @@ async fn password_attempts_are_limited() {
     let client = public_client(&base).await;
     let p = pkce();
     let mut browser = Browser::default();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let resp = browser.get(&url).await;
     let login = absolute(&base, &location(&resp));
     let mut html = browser.get(&login).await.text().await.unwrap();

@@ -51,17 +51,7 @@ async fn through_provider(
 
 async fn code_to_tokens(base: &str, client_id: &str, back: &str, verifier: &str) -> Value {
     let code = query_param(back, "code").unwrap_or_else(|| panic!("a code in {back}"));
-    let (status, body) = token(
-        base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", client_id),
-        ],
-    )
-    .await;
+    let (status, body) = redeem(base, &code, verifier, client_id).await;
     assert_eq!(status, 200, "{body}");
     body
 }

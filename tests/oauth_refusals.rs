@@ -23,16 +23,7 @@ fn has_line(lines: &[serde_json::Value], message: &str) -> bool {
 /// A code for `client_id`, through the real sign-in and consent pages.
 async fn code_for(base: &str, client_id: &str, p: &Pkce) -> String {
     let mut browser = Browser::default();
-    let url = Authorize {
-        base,
-        client_id,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(base, client_id, &p.challenge);
     let back = sign_in_and_consent(&mut browser, base, &url, "alice@example.com", "pw-alice").await;
     query_param(&back, "code").unwrap_or_else(|| panic!("a code in {back}"))
 }
@@ -125,19 +116,11 @@ async fn a_busy_clients_successes_are_not_counted_as_failures() {
         assert_eq!(status, 400);
     }
     // ...and many successful refreshes after them: none refused.
-    let mut refresh = t.refresh.clone();
+    let mut current = t.refresh.clone();
     for i in 0..25 {
-        let (status, body) = token(
-            &base,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", &t.client_id),
-            ],
-        )
-        .await;
+        let (status, body) = refresh(&base, &current, &t.client_id).await;
         assert_eq!(status, 200, "refresh {i}: {body}");
-        refresh = body["refresh_token"].as_str().expect("refresh").to_string();
+        current = body["refresh_token"].as_str().expect("refresh").to_string();
     }
 }
 

@@ -18,16 +18,7 @@ async fn a_replayed_code_revokes_what_it_issued() {
     let client = public_client(&base).await;
     let p = pkce();
     let mut browser = Browser::default();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let back =
         sign_in_and_consent(&mut browser, &base, &url, "alice@example.com", "pw-alice").await;
     let code = query_param(&back, "code").unwrap();
@@ -140,16 +131,7 @@ async fn require_resource_refuses_gateway_wide_tokens() {
     let base = gw.url.clone();
     let client = public_client(&base).await;
     let p = pkce();
-    let url = Authorize {
-        base: &base,
-        client_id: &client,
-        redirect_uri: REDIRECT,
-        challenge: &p.challenge,
-        resource: None,
-        scope: None,
-        state: "s",
-    }
-    .url();
+    let url = authorize_url(&base, &client, &p.challenge);
     let resp = Browser::default().get(&url).await;
     assert_eq!(
         query_param(&location(&resp), "error").as_deref(),
@@ -167,17 +149,7 @@ async fn refresh_reuse_within_grace_works_after_it_revokes_the_family() {
     let refresh = |rt: String| {
         let base = base.clone();
         let client = t.client_id.clone();
-        async move {
-            token(
-                &base,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &rt),
-                    ("client_id", &client),
-                ],
-            )
-            .await
-        }
+        async move { refresh(&base, &rt, &client).await }
     };
     let (s1, first) = refresh(t.refresh.clone()).await;
     assert_eq!(s1, 200);
@@ -208,15 +180,7 @@ async fn token_kinds_cannot_pass_for_one_another() {
     // A refresh token is not an access token.
     assert_eq!(mcp_status(&a, Some(&t.refresh)).await.status(), 401);
     // An access token is not a refresh token.
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &t.access),
-            ("client_id", &t.client_id),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&base, &t.access, &t.client_id).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     // A refresh token is not an authorization code.
@@ -340,15 +304,7 @@ async fn clients_tokens_and_keys_survive_a_restart() {
             .status(),
         200
     );
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &t.refresh),
-            ("client_id", &t.client_id),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&base, &t.refresh, &t.client_id).await;
     assert_eq!(status, 200, "{body}");
     // The store holds no token in clear.
     let raw = std::fs::read(&db).unwrap();
@@ -422,15 +378,7 @@ async fn a_removed_user_loses_access_at_the_next_refresh() {
         .unwrap();
     users.retain(|u| u["email"] != "bob@example.com");
     let _gw = gateway_at(config, &[], &addr).await;
-    let (status, body) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &t.refresh),
-            ("client_id", &t.client_id),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&base, &t.refresh, &t.client_id).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_grant");
     assert!(

@@ -215,6 +215,21 @@ impl Authorize<'_> {
     }
 }
 
+/// The plainest authorization request: the test redirect URI, no resource or
+/// scope, state `s`.
+pub fn authorize_url(base: &str, client_id: &str, challenge: &str) -> String {
+    Authorize {
+        base,
+        client_id,
+        redirect_uri: REDIRECT,
+        challenge,
+        resource: None,
+        scope: None,
+        state: "s",
+    }
+    .url()
+}
+
 /// Drive the browser from an authorization URL through the local sign-in form
 /// and the consent page; return the final redirect to the client.
 pub async fn sign_in_and_consent(
@@ -306,6 +321,35 @@ pub async fn token(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
         .expect("token");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// POST /token: the refresh grant for a public client.
+pub async fn refresh(base: &str, refresh_token: &str, client_id: &str) -> (u16, Value) {
+    token(
+        base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ],
+    )
+    .await
+}
+
+/// POST /token: the authorization code grant for a public client, with the
+/// test redirect URI.
+pub async fn redeem(base: &str, code: &str, verifier: &str, client_id: &str) -> (u16, Value) {
+    token(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+            ("client_id", client_id),
+        ],
+    )
+    .await
 }
 
 pub struct Tokens {
