@@ -99,14 +99,8 @@ async fn closed_registration_and_configured_clients() {
     let base = gw.url.clone();
     let (status, body) = register(&base, json!({"redirect_uris": [REDIRECT]})).await;
     assert_eq!(status, 403, "{body}");
-    let doc: Value = common::http()
-        .get(format!("{base}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value =
+        common::get_json(&format!("{base}/.well-known/oauth-authorization-server")).await;
     assert!(doc.get("registration_endpoint").is_none());
     // The configured client signs in with client_secret_post.
     let mut browser = Browser::default();

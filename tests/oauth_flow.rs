@@ -29,14 +29,10 @@ async fn end_to_end_register_authorize_sign_in_consent_call_refresh_revoke() {
         "{challenge}"
     );
     assert!(challenge.contains("scope=\"mcp\""), "{challenge}");
-    let prm: Value = common::http()
-        .get(format!("{base}/.well-known/oauth-protected-resource/a/mcp"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm: Value = common::get_json(&format!(
+        "{base}/.well-known/oauth-protected-resource/a/mcp"
+    ))
+    .await;
     assert_eq!(prm["resource"], resource.as_str());
     assert_eq!(prm["authorization_servers"][0], base.as_str());
 

@@ -38,34 +38,17 @@ async fn metadata_is_served_everywhere_clients_look() {
         assert_eq!(doc["client_id_metadata_document_supported"], true);
         assert_eq!(doc["response_types_supported"], json!(["code"]));
     }
-    let jwks: Value = common::http()
-        .get(format!("{base}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = common::get_json(&format!("{base}/.well-known/jwks.json")).await;
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert!(jwks["keys"][0]["kid"].is_string());
-    let root: Value = common::http()
-        .get(format!("{base}/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root: Value =
+        common::get_json(&format!("{base}/.well-known/oauth-protected-resource")).await;
     assert_eq!(root["resource"], base.as_str());
     // Legacy SSE endpoint has its own resource document.
-    let sse: Value = common::http()
-        .get(format!("{base}/.well-known/oauth-protected-resource/b/sse"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sse: Value = common::get_json(&format!(
+        "{base}/.well-known/oauth-protected-resource/b/sse"
+    ))
+    .await;
     assert_eq!(sse["resource"], format!("{base}/b/sse"));
     // A preflight from a browser client to the MCP endpoint is answered before auth.
     let resp = common::http()

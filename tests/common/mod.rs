@@ -181,6 +181,18 @@ pub async fn gateway_at(config: Value, env: &[(&str, &str)], addr: &str) -> Proc
     }
 }
 
+/// GET a URL and read its JSON body (panics with the URL on failure).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -45,3 +45,26 @@ pub use token::{
     AuthMethod, Credentials, DEVICE_CODE_GRANT, DeviceAuthorization, Grant, TokenRequest,
     TokenResponse, request_device_authorization, request_token,
 };
+
+/// Fixtures the tests of these files share: secrets that must never show.
+#[cfg(test)]
+mod test_support {
+    pub const SECRETS: [&str; 6] = [
+        "client-secret-1",
+        "code-secret-2",
+        "verifier-secret-3",
+        "access-secret-4",
+        "refresh-secret-5",
+        "id-secret-6",
+    ];
+
+    pub fn url(s: &str) -> url::Url {
+        url::Url::parse(s).expect("test URL")
+    }
+
+    pub fn assert_no_secret(text: &str) {
+        for s in SECRETS {
+            assert!(!text.contains(s), "{s} in {text}");
+        }
+    }
+}

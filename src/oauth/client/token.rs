@@ -410,24 +410,7 @@ mod tests {
     use reqwest::StatusCode;
 
     use super::super::redact::provider_error_text;
-    const SECRETS: [&str; 6] = [
-        "client-secret-1",
-        "code-secret-2",
-        "verifier-secret-3",
-        "access-secret-4",
-        "refresh-secret-5",
-        "id-secret-6",
-    ];
-
-    fn url(s: &str) -> Url {
-        Url::parse(s).expect("test URL")
-    }
-
-    fn assert_no_secret(text: &str) {
-        for s in SECRETS {
-            assert!(!text.contains(s), "{s} in {text}");
-        }
-    }
+    use super::super::test_support::{assert_no_secret, url};
 
     #[test]
     fn token_responses_never_print_tokens() {
