@@ -160,8 +160,8 @@ impl Gateway {
                 }
                 let now = Instant::now();
                 for session in gw.sessions.all() {
-                    if session.sweep(now).await {
-                        tokio::spawn(async move { session.close("idle timeout").await });
+                    if let Some(reason) = session.sweep(now).await {
+                        tokio::spawn(async move { session.close(reason).await });
                     }
                 }
                 process::reap_orphans();
