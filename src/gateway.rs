@@ -55,6 +55,7 @@ impl Gateway {
                 sessions: Arc::new(Registry::default()),
                 shutdown: CancellationToken::new(),
                 auth,
+                bridge: Default::default(),
             }),
         }))
     }

@@ -28,9 +28,6 @@ pub mod code {
     /// A fault of the gateway itself.
     pub const INTERNAL_ERROR: i64 = -32603;
     /// The service's backend could not be started or reached, or it died.
-    /// (Until MCP 2026-07-28 is served, also the answer a session-era server
-    /// gives to a sessionless request for a protocol version it does not
-    /// speak, so that dual-era clients fall back to `initialize`.)
     pub const BACKEND_UNAVAILABLE: i64 = -32000;
     /// The backend did not answer within the service's `requestTimeout`.
     pub const REQUEST_TIMEOUT: i64 = -32001;
@@ -46,7 +43,20 @@ pub mod code {
     /// The service needs the person's own token, which they have not set
     /// (the message says where to set it).
     pub const TOKEN_REQUIRED: i64 = -32005;
+    /// MCP 2026-07-28: an `MCP-Protocol-Version`, `Mcp-Method` or `Mcp-Name`
+    /// header is missing or says something else than the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP 2026-07-28: the request needs a client capability it did not
+    /// declare (`data.requiredCapabilities` names it).
+    pub const MISSING_CAPABILITY: i64 = -32021;
+    /// MCP 2026-07-28: the request's protocol version is not one the gateway
+    /// speaks (`data.supported` lists those it does).
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
 }
+
+/// MCP protocol versions of the stateless era (no `initialize`; the version
+/// and capabilities ride on every request), newest first.
+pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
 
 /// MCP protocol versions of the session era the gateway speaks, newest first.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];

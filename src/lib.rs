@@ -15,6 +15,7 @@ pub mod policy;
 pub mod route;
 pub mod service;
 pub mod session;
+pub mod stateless;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

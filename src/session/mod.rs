@@ -113,6 +113,12 @@ pub struct Session {
     closing: AtomicBool,
     created: Instant,
     last_activity_ms: AtomicU64,
+    /// Set for a session the gateway keeps for 2026-07-28 clients (`stateless`):
+    /// notifications that belong to no request (list changes, resource updates)
+    /// go here, to whoever listens (`subscriptions/listen`), instead of to a
+    /// GET stream such sessions never have.
+    /// Taken when the session ends, which ends every listener's stream.
+    notices: Mutex<Option<tokio::sync::broadcast::Sender<Bytes>>>,
 }
 
 impl Session {
@@ -145,6 +151,7 @@ impl Session {
             closing: AtomicBool::new(false),
             created: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
+            notices: Mutex::new(None),
         });
         let inbox: InboxRef = Arc::downgrade(&session) as Weak<dyn Inbox>;
         match routes.connect(&service, caller.as_ref(), inbox).await {
@@ -348,6 +355,30 @@ impl Session {
         Ok(StreamReceiver { rx, priming_id })
     }
 
+    /// Make this a session kept for 2026-07-28 clients: notifications that
+    /// belong to no request go to [`Session::notices`] listeners.
+    pub fn set_bridged(&self) {
+        let mut n = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+        if n.is_none() && !self.is_closed() {
+            *n = Some(tokio::sync::broadcast::channel(NOTICE_QUEUE).0);
+        }
+    }
+
+    /// Notifications that belong to no request, from now on (a bridged
+    /// session's only stream for them; the backend is told someone listens).
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Bytes>> {
+        let rx = self
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .subscribe();
+        if let Some(b) = self.route.get() {
+            b.client_listens();
+        }
+        Some(rx)
+    }
+
     /// The one stream of a legacy SSE session (opened with `legacy = true`).
     pub fn open_legacy_stream(&self) -> StreamReceiver {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
@@ -460,6 +491,11 @@ impl Session {
             st.undelivered.clear();
             st.progress.clear();
         }
+        // Ends every subscriptions/listen stream on this session.
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.registry.remove(&self.id);
         self.service.stats.close_session();
         true
@@ -510,6 +546,21 @@ impl Inbox for Session {
                         None
                     };
                     let target = by_progress.or_else(|| related_stream(&st, related.as_ref()));
+                    if target.is_none()
+                        && !matches!(
+                            &**method,
+                            "notifications/progress" | "notifications/message"
+                        )
+                        && let Some(tx) = self
+                            .notices
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .as_ref()
+                    {
+                        // Nobody listening is fine: 2026-07-28 clients ask for these.
+                        let _ = tx.send(msg.raw);
+                        return;
+                    }
                     route(&mut st, target, msg.raw);
                 }
                 Kind::Request { .. } => {
@@ -541,6 +592,10 @@ impl Inbox for Session {
         }
     }
 }
+
+/// Notifications kept for a slow `subscriptions/listen` stream before it
+/// misses some (it is told with a lag notice, not silently).
+const NOTICE_QUEUE: usize = 256;
 
 /// `Some(version)` for a successful `initialize` answer, `None` for an error.
 fn initialize_outcome(raw: &[u8]) -> Option<String> {

@@ -25,6 +25,7 @@ mod health;
 pub mod pipeline;
 mod reply;
 mod sse;
+mod stateless;
 mod streamable;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct AppState {
     /// The authorization server, when `proxy.auth` is configured.
     pub auth: Option<Arc<Auth>>,
     pub shutdown: CancellationToken,
+    /// Backend sessions and held calls for MCP 2026-07-28 clients.
+    pub bridge: crate::stateless::Bridge,
 }
 
 impl AppState {
@@ -153,6 +156,8 @@ fn cors(gw: &Arc<AppState>) -> CorsLayer {
             header("authorization"),
             header("mcp-session-id"),
             header("mcp-protocol-version"),
+            header("mcp-method"),
+            header("mcp-name"),
             header("last-event-id"),
         ])
         .expose_headers([header("mcp-session-id"), header("www-authenticate")])

@@ -45,6 +45,11 @@ pub async fn post(
         Err(resp) => return resp,
     };
     if !headers.contains_key(reply::SESSION_HEADER) {
+        // The era is decided per request: 2026-07-28 says so in its header
+        // (or `_meta`); everything else belongs to the session era.
+        if super::stateless::is_modern(&headers, &incoming) {
+            return super::stateless::post(&gw, &client, &headers, incoming).await;
+        }
         return without_session(&gw, &client, &headers, incoming).await;
     }
     let session = match session_of(&gw, &svc, &headers, client.owner()) {
@@ -85,15 +90,12 @@ pub async fn post(
 async fn without_session(
     gw: &AppState,
     client: &Client,
-    headers: &HeaderMap,
+    _headers: &HeaderMap,
     incoming: Incoming,
 ) -> Response {
     let first = &incoming.messages[0];
     let is_initialize = !incoming.batch && first.method() == Some("initialize");
     if !is_initialize {
-        if let Some(version) = stateless_version(headers, &incoming) {
-            return unsupported_version(first.request_id(), &version);
-        }
         return reply::error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
@@ -251,6 +253,9 @@ pub async fn get(State(gw): State<Arc<AppState>>, client: Client, headers: Heade
             "Not Acceptable: the Accept header must list text/event-stream",
         );
     }
+    if let Some(resp) = modern_without_post(&headers) {
+        return resp;
+    }
     let session = match session_of(&gw, &svc, &headers, client.owner()) {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -272,6 +277,9 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let svc = client.service.clone();
+    if let Some(resp) = modern_without_post(&headers) {
+        return resp;
+    }
     let session = match session_of(&gw, &svc, &headers, client.owner()) {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -281,6 +289,26 @@ pub async fn delete(
         .status(StatusCode::OK)
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// MCP 2026-07-28 has no GET stream and no session to delete: a sessionless
+/// GET or DELETE that says it is 2026-07-28 gets 405 (POST only).
+fn modern_without_post(headers: &HeaderMap) -> Option<Response> {
+    let modern = headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| jsonrpc::MODERN_VERSIONS.contains(&v));
+    if !modern || headers.contains_key(reply::SESSION_HEADER) {
+        return None;
+    }
+    let mut resp = reply::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        code::INVALID_REQUEST,
+        "Method Not Allowed: MCP 2026-07-28 uses POST only (listen for notifications with subscriptions/listen)",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    Some(resp)
 }
 
 /// The session named by `Mcp-Session-Id`: 400 without the header, 404 when it is
@@ -319,44 +347,6 @@ fn check_version_header(headers: &HeaderMap) -> Result<(), Response> {
         }
     }
     Ok(())
-}
-
-/// The version of a sessionless (MCP 2026-07-28 style) request, if it is one.
-fn stateless_version(headers: &HeaderMap, incoming: &Incoming) -> Option<String> {
-    let from_meta = incoming
-        .messages
-        .iter()
-        .find_map(|m| m.meta_protocol_version());
-    let from_header = headers
-        .get(VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !SUPPORTED_VERSIONS.contains(v))
-        .map(str::to_string);
-    from_meta.or(from_header)
-}
-
-/// The answer to a sessionless request for a version we do not speak (MCP
-/// 2026-07-28 today). It is the answer a legacy server gives (HTTP 400, -32000,
-/// "Unsupported protocol version ... (supported versions: ...)") with the list also
-/// in `data`. Deliberately not 2026-07-28's own `UnsupportedProtocolVersionError`
-/// (-32022): that code tells a dual-era client the server is modern, and clients
-/// such as rmcp's auto mode then stop instead of falling back to `initialize`.
-fn unsupported_version(id: Option<&jsonrpc::RequestId>, requested: &str) -> Response {
-    let message = format!(
-        "Bad Request: Unsupported protocol version: {requested} (supported versions: {}); initialize a session with one of them",
-        SUPPORTED_VERSIONS.join(", ")
-    );
-    let body = jsonrpc::error_response(
-        id,
-        code::BACKEND_UNAVAILABLE,
-        &message,
-        Some(serde_json::json!({
-            "supported": SUPPORTED_VERSIONS,
-            "requested": requested,
-        })),
-    )
-    .raw;
-    reply::json(StatusCode::BAD_REQUEST, body)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -7,6 +7,7 @@
 
 mod conformance;
 mod http;
+mod rounds;
 mod tools;
 
 use std::collections::HashMap;
@@ -33,9 +34,18 @@ pub struct Session {
     /// Where messages that belong to no request go: stdout in stdio mode, the
     /// GET stream (when open) in HTTP mode.
     pub listener: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// What the client declared at initialize.
+    pub capabilities: Mutex<Value>,
 }
 
 impl Session {
+    pub fn client_capabilities(&self) -> Value {
+        self.capabilities
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or(Value::Null)
+    }
+
     /// Route a client's response to the server request waiting for it.
     pub fn on_response(&self, msg: &Value) -> bool {
         let Some(id) = msg.get("id").map(Value::to_string) else {
@@ -69,10 +79,27 @@ impl Ctx {
     }
 
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, String> {
+        self.request_as(None, method, params).await
+    }
+
+    /// A request under an id of the tool's choosing (when no request of the
+    /// session's waits under it): a 2026-07-28 gateway shows it to its client
+    /// as the input request's key.
+    pub async fn request_as(
+        &self,
+        name: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let n = self.session.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = json!(format!("srv-{n}"));
         let (tx, rx) = oneshot::channel();
+        let mut id = json!(format!("srv-{n}"));
         if let Ok(mut p) = self.session.pending.lock() {
+            if let Some(name) = name
+                && !p.contains_key(&json!(name).to_string())
+            {
+                id = json!(name);
+            }
             p.insert(id.to_string(), tx);
         }
         let _ = self
@@ -121,6 +148,9 @@ pub async fn handle(msg: Value, ctx: Ctx) -> Option<Value> {
                 .get("protocolVersion")
                 .and_then(Value::as_str)
                 .unwrap_or(VERSIONS[0]);
+            if let Ok(mut c) = ctx.session.capabilities.lock() {
+                *c = params.get("capabilities").cloned().unwrap_or(Value::Null);
+            }
             let version = if VERSIONS.contains(&asked) {
                 asked
             } else {
@@ -171,7 +201,7 @@ pub async fn handle(msg: Value, ctx: Ctx) -> Option<Value> {
             Ok(json!({}))
         }
         "prompts/list" => Ok(tools::prompts()),
-        "prompts/get" => tools::get_prompt(&params),
+        "prompts/get" => tools::get_prompt(&params, &ctx).await,
         "completion/complete" => Ok(tools::complete(&params)),
         _ => Err((-32601, format!("Method not found: {method}"))),
     };

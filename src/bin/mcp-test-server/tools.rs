@@ -131,6 +131,7 @@ pub fn list() -> Vec<Value> {
         ),
     ];
     tools.extend(crate::conformance::tools());
+    tools.extend(crate::rounds::tools());
     // MCP_TEST_TOOLS=N: exactly N tools (the first ones, then `extra_<i>`), for
     // benchmarks of large lists. Every tool stays callable either way.
     if let Some(n) = std::env::var("MCP_TEST_TOOLS")
@@ -291,7 +292,10 @@ pub async fn call(params: &Value, ctx: &Ctx) -> Outcome {
             ctx.notify("notifications/tools/list_changed", json!({}));
             Ok(text("sent"))
         }
-        other => crate::conformance::call(other, params, ctx, progress_token).await,
+        other => match crate::rounds::call(other, ctx).await {
+            Some(outcome) => outcome,
+            None => crate::conformance::call(other, params, ctx, progress_token).await,
+        },
     }
 }
 
@@ -308,10 +312,17 @@ pub fn read_resource(params: &Value) -> Outcome {
 }
 
 pub fn prompts() -> Value {
-    crate::conformance::prompts()
+    let mut p = crate::conformance::prompts();
+    if let Some(list) = p.get_mut("prompts").and_then(Value::as_array_mut) {
+        list.push(crate::rounds::prompt());
+    }
+    p
 }
 
-pub fn get_prompt(params: &Value) -> Outcome {
+pub async fn get_prompt(params: &Value, ctx: &Ctx) -> Outcome {
+    if params.get("name").and_then(Value::as_str) == Some("test_input_required_result_prompt") {
+        return crate::rounds::get_prompt(ctx).await;
+    }
     crate::conformance::get_prompt(params)
 }
 

@@ -68,10 +68,15 @@ impl Aggregate {
             }
             Kind::Response { id: None } => {}
             Kind::Request { id, .. } => {
-                drop(st);
-                let outward = jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()));
+                // The member's own id when no other server request waiting
+                // uses it (2026-07-28 clients see it as the input request's
+                // key); else one of ours.
+                let outward = if st.server_requests.contains_key(id.as_json()) {
+                    jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()))
+                } else {
+                    id.clone()
+                };
                 {
-                    let mut st = self.state();
                     // Requests the client never answers must not pile up.
                     if st.server_requests.len() >= MAX_SERVER_REQUESTS {
                         tracing::warn!(
@@ -83,6 +88,7 @@ impl Aggregate {
                     st.server_requests
                         .insert(outward.as_json().to_string(), (member, id.clone()));
                 }
+                drop(st);
                 let related = self.client_id_of(member, related);
                 if let Some(m) = jsonrpc::with_id(&msg, &outward) {
                     self.to_client(m, related);
