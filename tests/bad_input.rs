@@ -230,39 +230,96 @@ async fn foreign_origins_and_hosts_are_refused() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
+/// A sessionless request is MCP 2026-07-28 by its header; each way of getting
+/// it wrong has its own status and code, and echoes the request's id.
 #[tokio::test]
-async fn sessionless_2026_requests_learn_the_supported_versions() {
+async fn sessionless_requests_are_checked_as_2026_07_28() {
     let gw = gateway(json!({"mcpServers": {"svc": stdio_service()}})).await;
+    let meta = |v: &str| {
+        json!({"io.modelcontextprotocol/protocolVersion": v,
+               "io.modelcontextprotocol/clientCapabilities": {}})
+    };
+    let send = |header: &'static str, method: &'static str, params: Value| {
+        let url = format!("{}/svc/mcp", gw.url);
+        async move {
+            let r = http()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", header)
+                .header("mcp-method", method)
+                .body(json!({"jsonrpc":"2.0","id":41,"method":method,"params":params}).to_string())
+                .send()
+                .await
+                .expect("sent");
+            (r.status().as_u16(), body_of(r).await)
+        }
+    };
+    // Right: the backend's identity and capabilities.
+    let (status, b) = send(
+        "2026-07-28",
+        "server/discover",
+        json!({"_meta": meta("2026-07-28")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(
+        b["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-test-server"
+    );
+    // No _meta: -32602.
+    let (status, b) = send("2026-07-28", "server/discover", json!({})).await;
+    assert_eq!(
+        (status, b["error"]["code"].as_i64(), b["id"].as_i64()),
+        (400, Some(-32602), Some(41)),
+        "{b}"
+    );
+    // Header and body disagree: -32020.
+    let (status, b) = send(
+        "2026-07-28",
+        "server/discover",
+        json!({"_meta": meta("v999")}),
+    )
+    .await;
+    assert_eq!(
+        (status, b["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{b}"
+    );
+    // A version nobody speaks: -32022, naming what the gateway speaks.
+    let (status, b) = send("v999", "server/discover", json!({"_meta": meta("v999")})).await;
+    assert_eq!(
+        (status, b["error"]["code"].as_i64()),
+        (400, Some(-32022)),
+        "{b}"
+    );
+    assert_eq!(
+        b["error"]["data"],
+        json!({"supported": ["2026-07-28"], "requested": "v999"})
+    );
+    // Session-era methods: 404 -32601.
+    let (status, b) = send(
+        "2026-07-28",
+        "initialize",
+        json!({"_meta": meta("2026-07-28")}),
+    )
+    .await;
+    assert_eq!(
+        (status, b["error"]["code"].as_i64()),
+        (404, Some(-32601)),
+        "{b}"
+    );
+    // A GET stream does not exist in 2026-07-28.
     let r = http()
-        .post(format!("{}/svc/mcp", gw.url))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
+        .get(format!("{}/svc/mcp", gw.url))
+        .header("accept", "text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
-        .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{
-                "io.modelcontextprotocol/protocolVersion":"2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities":{}}}})
-            .to_string(),
-        )
         .send()
         .await
         .expect("sent");
-    assert_eq!(r.status(), 400);
-    let b = body_of(r).await;
-    assert_eq!(b["id"], 1);
-    assert_eq!(
-        b["error"]["code"], -32000,
-        "a legacy server's answer, so clients fall back"
-    );
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Unsupported protocol version")),
-        "{b}"
-    );
-    assert_eq!(b["error"]["data"]["requested"], "2026-07-28");
-    let supported = b["error"]["data"]["supported"].as_array().expect("list");
-    assert!(supported.contains(&json!("2025-11-25")), "{b}");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
 }
 
 #[tokio::test]

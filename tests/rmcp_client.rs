@@ -21,6 +21,25 @@ use serde_json::json;
 struct Sampler;
 
 impl ClientHandler for Sampler {
+    fn get_info(&self) -> rmcp::model::ClientInfo {
+        rmcp::model::ClientInfo::new(
+            serde_json::from_value(json!({"sampling": {}, "elicitation": {}}))
+                .expect("capabilities"),
+            rmcp::model::Implementation::new("mcpgate-test", "1.0"),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: rmcp::model::ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, ErrorData> {
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(json!({"name": "Alice"})),
+        )
+    }
+
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
@@ -94,10 +113,12 @@ async fn rmcp_client_lists_calls_and_answers_sampling() {
     }
 }
 
-/// A client that speaks MCP 2026-07-28 first (rmcp's auto lifecycle) gets the
-/// gateway's unsupported-version answer and falls back to `initialize`.
+/// A client that speaks MCP 2026-07-28 first (rmcp's auto lifecycle) speaks it
+/// with the gateway, in front of a session-era stdio server: the server's
+/// mid-call sampling and elicitation reach the client as `input_required`
+/// rounds, which rmcp answers through its handler and retries.
 #[tokio::test]
-async fn a_2026_client_falls_back_to_initialize() {
+async fn a_2026_client_speaks_2026_with_a_session_era_server() {
     let gw = gateway(json!({"mcpServers": {"local": stdio_service()}})).await;
     let transport = StreamableHttpClientTransport::from_uri(format!("{}/local/mcp", gw.url));
     let client = serve_client_with_lifecycle(
@@ -109,7 +130,43 @@ async fn a_2026_client_falls_back_to_initialize() {
         },
     )
     .await
-    .expect("falls back to a legacy session");
+    .expect("connects");
+    assert_eq!(
+        client.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2026_07_28),
+        "no fallback to initialize"
+    );
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("test_sampling")
+                .with_arguments(args(json!({"prompt": "what is 2+2?"}))),
+        )
+        .await
+        .expect("sampling round");
+    assert_eq!(first_text(&r), "LLM response: four");
+    let r = client
+        .call_tool(CallToolRequestParams::new(
+            "test_input_required_result_elicitation",
+        ))
+        .await
+        .expect("elicitation round");
+    assert_eq!(first_text(&r), "Hello, Alice!");
+    client.cancel().await.expect("close");
+}
+
+/// A session-era client (rmcp's legacy lifecycle) on the same URL still gets a
+/// session.
+#[tokio::test]
+async fn a_session_era_client_still_initializes() {
+    let gw = gateway(json!({"mcpServers": {"local": stdio_service()}})).await;
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}/local/mcp", gw.url));
+    let client = serve_client_with_lifecycle(Sampler, transport, ClientLifecycleMode::Initialize)
+        .await
+        .expect("a legacy session");
+    assert_ne!(
+        client.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
     let r = client
         .call_tool(
             CallToolRequestParams::new("echo").with_arguments(args(json!({"text": "fallback"}))),
