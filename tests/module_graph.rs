@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["gateway"],
     &["transport"],
+    &["stateless"],
     &["session"],
     &["route"],
     &["backend"],
