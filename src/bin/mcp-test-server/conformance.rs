@@ -60,8 +60,12 @@ pub fn tools() -> Vec<Value> {
             "inputSchema": {
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
-                "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                "$defs": {"address": {"$anchor": "address", "type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}, "kind": {"type": "string"}, "id": {"type": "string"}},
+                "allOf": [{"required": ["name"]}, {"anyOf": [{"required": ["address"]}, {"required": ["id"]}]}],
+                "if": {"properties": {"kind": {"const": "business"}}},
+                "then": {"required": ["id"]},
+                "else": {"required": []},
                 "additionalProperties": false
             }
         }),

@@ -175,8 +175,16 @@ async fn on_post(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         .pointer("/params/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let streamed = method.as_deref() == Some("tools/call")
-        && (INTERACTIVE.contains(&tool) || tool == "test_reconnection");
+    // The 2026-07-28 conformance tools (`rounds`) ask the client too.
+    let asks = tool.starts_with("test_input_required_result")
+        || crate::rounds::tools()
+            .iter()
+            .any(|t| t["name"].as_str() == Some(tool));
+    let streamed = match method.as_deref() {
+        Some("tools/call") => INTERACTIVE.contains(&tool) || tool == "test_reconnection" || asks,
+        Some("prompts/get") => asks,
+        _ => false,
+    };
     let reconnection =
         msg.pointer("/params/name").and_then(Value::as_str) == Some("test_reconnection");
     let (tx, rx) = mpsc::unbounded_channel::<Value>();
