@@ -119,18 +119,18 @@ async fn elicitation_mid_call_through_the_aggregate_with_sign_in() {
     let r = &first["result"];
     assert_eq!(r["resultType"], "input_required", "{first}");
     assert_eq!(
-        r["inputRequests"]["user_name"]["method"],
+        r["inputRequests"]["a_user_name"]["method"],
         "elicitation/create"
     );
     assert_eq!(
-        r["inputRequests"]["user_name"]["params"]["message"],
+        r["inputRequests"]["a_user_name"]["params"]["message"],
         "What is your name?"
     );
     let state = r["requestState"].as_str().expect("requestState");
     let done = c
         .call(
             "a_test_input_required_result_elicitation",
-            json!({"requestState": state, "inputResponses": {"user_name": {"action": "accept", "content": {"name": "Alice"}}}}),
+            json!({"requestState": state, "inputResponses": {"a_user_name": {"action": "accept", "content": {"name": "Alice"}}}}),
         )
         .await;
     assert_eq!(done["result"]["resultType"], "complete", "{done}");

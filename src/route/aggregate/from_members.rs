@@ -68,13 +68,23 @@ impl Aggregate {
             }
             Kind::Response { id: None } => {}
             Kind::Request { id, .. } => {
-                // The member's own id when no other server request waiting
-                // uses it (2026-07-28 clients see it as the input request's
-                // key); else one of ours.
-                let outward = if st.server_requests.contains_key(id.as_json()) {
-                    jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()))
+                // The member's own id (prefixed with its service where there
+                // are several), so a 2026-07-28 client sees the name a server
+                // gave its question as the input request's key; one of ours
+                // if another request waiting uses it.
+                let own = if self.prefixed {
+                    let text = match jsonrpc::id_value(id) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    jsonrpc::string_id(&names::prefixed(svc, &self.access.delimiter, &text))
                 } else {
                     id.clone()
+                };
+                let outward = if st.server_requests.contains_key(own.as_json()) {
+                    jsonrpc::string_id(&format!("mcpgate-{svc}-{}", self.next()))
+                } else {
+                    own
                 };
                 {
                     // Requests the client never answers must not pile up.

@@ -19,8 +19,9 @@
 //! Ids: every request forwarded to a member gets a new id (`mcpgate-N`), so
 //! requests of the client and of the gateway never collide on a member; a
 //! member's own requests (sampling, elicitation, roots) reach the client under
-//! new ids too (`mcpgate-<service>-N`), and the client's answers go back to
-//! the member that asked, under its id. Cancellations follow both ways.
+//! the member's id, prefixed `<service><delimiter>` on aggregated endpoints
+//! (`mcpgate-<service>-N` if that is taken by another request waiting), and
+//! the client's answers go back to the member that asked, under its id. Cancellations follow both ways.
 //!
 //! A member that cannot start, or dies, drops out (its items leave the lists,
 //! the client is told the lists changed, the reason is logged) and the others
