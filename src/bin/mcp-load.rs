@@ -5,6 +5,9 @@
 //! (or sends the method, e.g. `tools/list`) in a loop; prints one JSON line
 //! with rps and latency percentiles.
 //!
+//! `--stateless`: MCP 2026-07-28 instead, every request on its own (no
+//! session; version and capabilities in each request's `_meta`).
+//!
 //! `mcp-load --url URL --open 1000` opens that many sessions, prints `ready`, and
 //! keeps them open (idle) until stdin closes: for memory measurements.
 
@@ -23,6 +26,7 @@ struct Args {
     method: String,
     open: Option<usize>,
     bearer: Option<String>,
+    stateless: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,12 +38,17 @@ fn parse_args() -> Result<Args, String> {
         tool: "echo".into(),
         method: "tools/call".into(),
         open: None,
+        stateless: false,
         bearer: std::env::var("MCP_LOAD_BEARER")
             .ok()
             .filter(|t| !t.is_empty()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--stateless" {
+            a.stateless = true;
+            continue;
+        }
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--url" => a.url = val()?,
@@ -73,6 +82,15 @@ async fn post(
         req = req
             .header("mcp-session-id", s)
             .header("mcp-protocol-version", "2025-11-25");
+    } else if let Some(method) = body.get("method").and_then(Value::as_str)
+        && method != "initialize"
+    {
+        req = req
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", method);
+        if let Some(name) = body.pointer("/params/name").and_then(Value::as_str) {
+            req = req.header("mcp-name", name);
+        }
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -105,6 +123,8 @@ async fn post(
     let v = serde_json::from_str(&body).map_err(|e| format!("bad JSON: {e}"))?;
     Ok((new_sid, v))
 }
+
+const MODERN: &str = "2026-07-28";
 
 async fn open_session(client: &reqwest::Client, url: &str) -> Result<String, String> {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -185,17 +205,21 @@ async fn main() {
         return;
     }
 
-    let mut sids = Vec::new();
+    let mut sids: Vec<Option<String>> = Vec::new();
     for _ in 0..args.sessions {
+        if args.stateless {
+            sids.push(None);
+            continue;
+        }
         match open_session(&client, &args.url).await {
-            Ok(s) => sids.push(s),
+            Ok(s) => sids.push(Some(s)),
             Err(e) => {
                 eprintln!("mcp-load: opening a session failed: {e}");
                 std::process::exit(1);
             }
         }
     }
-    let opened = sids.clone();
+    let opened: Vec<String> = sids.iter().flatten().cloned().collect();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -209,14 +233,19 @@ async fn main() {
             let mut id = 1u64;
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
-                let body = if method == "tools/call" {
+                let mut body = if method == "tools/call" {
                     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                         "params": {"name": tool, "arguments": {"text": "hello"}}})
                 } else {
                     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {}})
                 };
+                if sid.is_none() {
+                    body["params"]["_meta"] = json!({
+                        "io.modelcontextprotocol/protocolVersion": MODERN,
+                        "io.modelcontextprotocol/clientCapabilities": {}});
+                }
                 let t = Instant::now();
-                let r = post(&client, &url, Some(&sid), &body).await;
+                let r = post(&client, &url, sid.as_deref(), &body).await;
                 let us = t.elapsed().as_micros() as u64;
                 let ok = matches!(&r, Ok((_, v)) if v.get("result").is_some());
                 if measuring.load(Ordering::Relaxed) {
