@@ -35,6 +35,29 @@ pub struct Service {
     /// Its backend depends on the person (`$user`, `$userToken`), so what it
     /// offers is cached per person.
     pub per_user: bool,
+    /// For a remote service: whether it speaks MCP 2026-07-28 (its
+    /// `server/discover` answer) or only the session era, as last probed.
+    pub era: EraMemo,
+}
+
+/// What a probe of a remote service found, and when.
+#[derive(Default)]
+pub struct EraMemo(Mutex<Option<(std::time::Instant, Option<serde_json::Value>)>>);
+
+impl EraMemo {
+    /// The last finding if younger than `max_age`: `Some(Some(discover))` for a
+    /// 2026-07-28 server, `Some(None)` for a session-era one.
+    pub fn get(&self, max_age: Duration) -> Option<Option<serde_json::Value>> {
+        let slot = self.0.lock().ok()?;
+        let (at, found) = slot.as_ref()?;
+        (at.elapsed() < max_age).then(|| found.clone())
+    }
+
+    pub fn set(&self, found: Option<serde_json::Value>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((std::time::Instant::now(), found));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,6 +103,7 @@ impl Service {
             shutdown_grace,
             http: http_client()?,
             stats: Stats::default(),
+            era: EraMemo::default(),
             needs_user_token: cfg.needs_user_token(),
             display_name: cfg.display_name().to_string(),
             max_sessions_per_user: cfg.limits.max_sessions_per_user,
@@ -129,6 +153,7 @@ impl Service {
             shutdown_grace,
             http: http_client()?,
             stats: Stats::default(),
+            era: EraMemo::default(),
             needs_user_token: false,
             audit_arguments: false,
         })

@@ -7,6 +7,7 @@
 //! request they belong to when the transport knows it (a streamable HTTP response
 //! stream does; a stdio pipe does not).
 
+mod modern;
 pub mod process;
 mod sse;
 mod stdio;
@@ -45,6 +46,8 @@ pub enum BackendError {
 pub enum Backend {
     Stdio(stdio::StdioBackend),
     StreamableHttp(streamable::HttpBackend),
+    /// Streamable HTTP to a server that speaks MCP 2026-07-28.
+    Modern(modern::ModernBackend),
     Sse(sse::SseBackend),
 }
 
@@ -64,9 +67,23 @@ impl Backend {
                 cwd,
             } => stdio::StdioBackend::spawn(service, command, args, env, cwd.as_deref(), inbox)
                 .map(Backend::Stdio),
-            BackendSpec::StreamableHttp { url, headers } => Ok(Backend::StreamableHttp(
-                streamable::HttpBackend::new(service, url.clone(), headers, inbox)?,
-            )),
+            BackendSpec::StreamableHttp { url, headers } => {
+                match modern::probe::discover(service, url, headers).await {
+                    Some(discover) => Ok(Backend::Modern(modern::ModernBackend::new(
+                        service,
+                        url.clone(),
+                        headers,
+                        discover,
+                        inbox,
+                    )?)),
+                    None => Ok(Backend::StreamableHttp(streamable::HttpBackend::new(
+                        service,
+                        url.clone(),
+                        headers,
+                        inbox,
+                    )?)),
+                }
+            }
             BackendSpec::Sse { url, headers } => {
                 sse::SseBackend::connect(service, url.clone(), headers, inbox)
                     .await
@@ -84,6 +101,10 @@ impl Backend {
                 b.send(msg).await;
                 Ok(())
             }
+            Backend::Modern(b) => {
+                b.send(msg).await;
+                Ok(())
+            }
             Backend::Sse(b) => {
                 b.send(msg).await;
                 Ok(())
@@ -93,8 +114,10 @@ impl Backend {
 
     /// The client now has a stream for server-initiated messages.
     pub fn client_listens(&self) {
-        if let Backend::StreamableHttp(b) = self {
-            b.client_listens();
+        match self {
+            Backend::StreamableHttp(b) => b.client_listens(),
+            Backend::Modern(b) => b.client_listens(),
+            _ => {}
         }
     }
 
@@ -108,6 +131,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.close().await,
             Backend::StreamableHttp(b) => b.close().await,
+            Backend::Modern(b) => b.close().await,
             Backend::Sse(b) => b.close(),
         }
     }

@@ -2,6 +2,7 @@
 //! processes on loopback, and speak MCP to them over real HTTP.
 #![allow(dead_code)]
 
+pub mod modern;
 pub mod oauth;
 
 use std::path::PathBuf;
@@ -69,6 +70,37 @@ pub async fn test_server_http() -> Proc {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn test server");
+    let url = first_line_url(&mut child, "listening on").await;
+    Proc {
+        child,
+        url,
+        _dir: None,
+    }
+}
+
+/// A streamable HTTP server on the official Python SDK 2.3 that speaks only
+/// MCP 2026-07-28 (tests/interop/modern_server.py; `scripts/py-modern`
+/// installs its venv).
+pub async fn modern_server() -> Proc {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-modern/bin/python");
+    assert!(
+        std::path::Path::new(python).exists(),
+        "{python} is missing: run scripts/py-modern (the tests' 2026-07-28 backend needs it)"
+    );
+    let mut child = Command::new(python)
+        .args([
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/interop/modern_server.py"
+            ),
+            "0",
+            "--modern-only",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(stderr_target())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the Python 2026-07-28 server");
     let url = first_line_url(&mut child, "listening on").await;
     Proc {
         child,
