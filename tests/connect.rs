@@ -37,7 +37,7 @@ async fn signs_in_calls_tools_and_ends_the_session() {
     let home = Home::new();
     let browser = home.gateway_browser(0.0);
     let url = format!("{}/a/mcp", gw.url);
-    let mut b = Bridge::start(&home, &browser, &url, &[]).await;
+    let mut b = Bridge::start(&home, &browser, &url, &["--protocol", "session"]).await;
 
     let init = b.initialize().await;
     assert_eq!(
@@ -410,13 +410,43 @@ async fn the_session_is_re_initialized_when_the_server_forgets_it() {
     b.finish().await;
 }
 
+/// The server's question mid-call reaches the stdio client and its answer
+/// goes back: in a session (`--protocol session`), and in 2026-07-28, where the
+/// gateway answers `input_required` and the bridge asks the client, then retries.
 #[tokio::test]
 async fn server_requests_reach_the_client_and_its_answers_go_back() {
+    for protocol in ["session", "auto"] {
+        server_request_round_trip(protocol).await;
+    }
+}
+
+async fn server_request_round_trip(protocol: &str) {
     let gw = gateway("1h").await;
     let home = Home::new();
     let url = format!("{}/a/mcp", gw.url);
-    let mut b = Bridge::start(&home, &home.gateway_browser(0.0), &url, &[]).await;
-    assert!(b.initialize().await.get("result").is_some());
+    let mut b = Bridge::start(
+        &home,
+        &home.gateway_browser(0.0),
+        &url,
+        &["--protocol", protocol],
+    )
+    .await;
+    let init = b
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+                   "clientInfo": {"name": "connect-tests", "version": "0"}}),
+        )
+        .await;
+    assert!(init.get("result").is_some(), "{init}");
+    b.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    assert_eq!(
+        b.stderr().contains("speaks MCP 2026-07-28"),
+        protocol == "auto",
+        "auto finds that the gateway speaks 2026-07-28: {}",
+        b.stderr()
+    );
     let id = b.id();
     b.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "sample", "arguments": {"prompt": "hi"}}})).await;
     let ask = b.recv().await;
@@ -432,7 +462,13 @@ async fn sigterm_ends_the_bridge_cleanly_and_deletes_the_session() {
     let gw = gateway("1h").await;
     let home = Home::new();
     let url = format!("{}/a/mcp", gw.url);
-    let mut b = Bridge::start(&home, &home.gateway_browser(0.0), &url, &[]).await;
+    let mut b = Bridge::start(
+        &home,
+        &home.gateway_browser(0.0),
+        &url,
+        &["--protocol", "session"],
+    )
+    .await;
     assert!(b.initialize().await.get("result").is_some());
     assert_eq!(common::ready(&gw.url).await["services"]["a"]["sessions"], 1);
     let pid = nix::unistd::Pid::from_raw(b.child.id().expect("pid") as i32);
@@ -686,5 +722,70 @@ async fn insufficient_scope_steps_up_with_the_union_of_scopes() {
     assert_eq!(text(&b.echo("x").await), "ok", "{}", b.stderr());
     let scopes: Vec<Value> = f.authorize_scopes();
     assert_eq!(scopes, vec![json!("read"), json!("read write")]);
+    b.finish().await;
+}
+
+/// Against a server that speaks only MCP 2026-07-28 (the official Python SDK
+/// 2.3): the stdio client initializes as usual, the server's input round
+/// comes to it as an elicitation request, and its answer completes the call.
+#[tokio::test]
+async fn a_session_era_stdio_client_reaches_a_2026_server() {
+    let server = common::modern_server().await;
+    let home = Home::new();
+    let mut b = Bridge::start(
+        &home,
+        &home.no_browser(),
+        &server.url,
+        &["--protocol", "2026-07-28"],
+    )
+    .await;
+    let init = b
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+                   "clientInfo": {"name": "connect-tests", "version": "0"}}),
+        )
+        .await;
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "modern-test-server",
+        "{init}"
+    );
+    assert_eq!(
+        init["result"]["protocolVersion"], "2025-06-18",
+        "the client's version, kept"
+    );
+    b.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    assert_eq!(text(&b.echo("to 2026").await), "to 2026");
+    let id = b.id();
+    b.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "greet", "arguments": {}}}))
+        .await;
+    let ask = b.recv().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    b.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"name": "Cleo"}}}))
+        .await;
+    assert_eq!(text(&b.response(id).await), "Hello, Cleo!");
+    b.finish().await;
+}
+
+/// `--protocol 2026-07-28` against a session-era server stops with a message
+/// that says so, instead of falling back.
+#[tokio::test]
+async fn protocol_2026_refuses_a_session_era_server() {
+    let server = common::test_server_http().await;
+    let home = Home::new();
+    let mut b = Bridge::start(
+        &home,
+        &home.no_browser(),
+        &server.url,
+        &["--protocol", "2026-07-28"],
+    )
+    .await;
+    let init = b.initialize().await;
+    let message = init["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("does not speak MCP 2026-07-28"), "{init}");
     b.finish().await;
 }

@@ -79,6 +79,10 @@ pub struct Args {
     /// `auto` tries streamable HTTP and falls back to legacy SSE.
     #[arg(long, value_enum, default_value = "auto")]
     pub transport: TransportKind,
+    /// Which MCP era to speak to the server: `auto` asks it (`server/discover`)
+    /// and speaks 2026-07-28 if it can, else the session era (`initialize`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub protocol: remote::ProtocolChoice,
     /// An extra HTTP header for the server, "Name: value"; the value may be
     /// `env:VAR`. Repeatable. An Authorization header here replaces sign-in.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
@@ -300,6 +304,7 @@ async fn run(args: Args) -> Result<ExitCode, ConnectError> {
         auth,
         out_tx.clone(),
         args.transport,
+        args.protocol,
     )?);
 
     let writer_remote = Arc::clone(&remote);

@@ -308,8 +308,17 @@ impl Inner {
         };
         meta.extend(self.meta());
         params.insert("_meta".into(), Value::Object(meta));
-        for _round in 0..MAX_ROUNDS {
-            let Some(answer) = self.exchange(method, &params, id).await else {
+        for round in 0..MAX_ROUNDS {
+            // A retry is a new request: a new id (the answer goes back under the client's).
+            let wire_id = if round == 0 {
+                id.clone()
+            } else {
+                jsonrpc::string_id(&format!(
+                    "mcpgate-retry-{}",
+                    self.next.fetch_add(1, Ordering::Relaxed)
+                ))
+            };
+            let Some(answer) = self.exchange(method, &params, &wire_id, id).await else {
                 return;
             };
             let mut v: Value = match serde_json::from_slice(&answer.raw) {
@@ -352,9 +361,10 @@ impl Inner {
         &self,
         method: &str,
         params: &Map<String, Value>,
+        wire_id: &RequestId,
         id: &RequestId,
     ) -> Option<Message> {
-        let resp = match self.post(method, params, Some(id)).send().await {
+        let resp = match self.post(method, params, Some(wire_id)).send().await {
             Ok(r) => r,
             Err(e) => {
                 self.fail(
@@ -385,7 +395,7 @@ impl Inner {
                     continue;
                 };
                 match &m.kind {
-                    Kind::Response { id: Some(r) } if r == id => return Some(m),
+                    Kind::Response { id: Some(r) } if r == wire_id => return Some(m),
                     Kind::Notification { .. } => self.deliver(m, Some(id.clone())),
                     _ => {}
                 }

@@ -9,6 +9,7 @@
 //! GET stream, a new session when the server forgets one), [`sse`] the legacy
 //! HTTP+SSE transport (MCP 2024-11-05).
 
+mod modern;
 mod sse;
 mod streamable;
 
@@ -96,6 +97,10 @@ pub enum RemoteError {
     InitializedRefused { url: String, status: StatusCode },
     #[error(transparent)]
     Legacy(#[from] LegacyError),
+    #[error(
+        "{url} does not speak MCP 2026-07-28 (it does not answer server/discover); drop --protocol 2026-07-28 to use the session era"
+    )]
+    NotModern { url: String },
 }
 
 /// A `--header` flag that cannot be used. Names the flag and the header, never
@@ -123,6 +128,17 @@ pub enum TransportKind {
     Sse,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolChoice {
+    /// 2026-07-28 if the server answers `server/discover`, else the session era.
+    Auto,
+    /// The session era (`initialize`, `Mcp-Session-Id`), without asking.
+    Session,
+    /// MCP 2026-07-28 only: stop if the server does not speak it.
+    #[value(name = "2026-07-28")]
+    Modern,
+}
+
 #[derive(Default)]
 struct SessionState {
     session: Option<String>,
@@ -145,11 +161,14 @@ pub struct Remote {
     state: Mutex<SessionState>,
     reinit: tokio::sync::Mutex<()>,
     transport: TransportKind,
+    protocol: ProtocolChoice,
     legacy: OnceLock<Url>,
     legacy_starting: tokio::sync::Mutex<()>,
     pub shutdown: CancellationToken,
     /// Set when the bridge cannot go on (the legacy stream died): exit non-zero.
     pub failed: AtomicBool,
+    /// Set when the server speaks MCP 2026-07-28 (found at initialize).
+    modern: OnceLock<Arc<modern::Modern>>,
 }
 
 enum PostError {
@@ -237,6 +256,7 @@ impl Remote {
         auth: Arc<Auth>,
         out: mpsc::UnboundedSender<Vec<u8>>,
         transport: TransportKind,
+        protocol: ProtocolChoice,
     ) -> Result<Remote, RemoteError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
@@ -253,10 +273,12 @@ impl Remote {
             state: Mutex::new(SessionState::default()),
             reinit: tokio::sync::Mutex::new(()),
             transport,
+            protocol,
             legacy: OnceLock::new(),
             legacy_starting: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             failed: AtomicBool::new(false),
+            modern: OnceLock::new(),
         })
     }
 
@@ -314,6 +336,26 @@ impl Remote {
     }
 
     async fn deliver(self: &Arc<Self>, msg: &Message) -> Result<(), RemoteError> {
+        if let Some(m) = self.modern.get() {
+            return self.modern_deliver(m, msg).await;
+        }
+        // The era is found at the client's first initialize (a 2026-07-28
+        // server answers `server/discover`; any other answer: the session era).
+        if msg.method() == Some("initialize")
+            && self.protocol != ProtocolChoice::Session
+            && self.transport != TransportKind::Sse
+            && self.legacy.get().is_none()
+            && self.state(|s| s.session.is_none())
+        {
+            if self.try_modern(msg).await? {
+                return Ok(());
+            }
+            if self.protocol == ProtocolChoice::Modern {
+                return Err(RemoteError::NotModern {
+                    url: self.url.to_string(),
+                });
+            }
+        }
         match msg.method() {
             Some("initialize") => self.state(|s| s.init = Some(msg.clone())),
             Some("notifications/initialized") => self.state(|s| s.initialized = Some(msg.clone())),
