@@ -127,13 +127,28 @@ async fn progress_from_a_2026_server_reaches_the_session_era_stream() {
     );
 }
 
-/// A 2026-07-28 client reaches a 2026-07-28 server: its input round comes back
-/// under the server's own key, and the retry completes.
+/// A 2026-07-28 client reaches a 2026-07-28 server, signed in at the gateway:
+/// the request is forwarded as it is (the server's own input key and
+/// `requestState`), with the service's credentials instead of the person's
+/// token for the gateway.
 #[tokio::test]
 async fn a_2026_client_reaches_a_2026_server() {
     let server = modern_server().await;
-    let gw = gateway(json!({"mcpServers": {"modern": {"url": server.url}}})).await;
-    let mut c = Modern::new(format!("{}/modern/mcp", gw.url), None);
+    let mut config = common::oauth::config_with(common::oauth::local_auth("memory"));
+    config["mcpServers"]["modern"] =
+        json!({"url": server.url, "headers": {"Authorization": "Bearer for-the-server"}});
+    let gw = gateway(config).await;
+    let alice = common::oauth::tokens_for(&gw.url, "alice@example.com", "pw-alice", None).await;
+    let mut anonymous = Modern::new(format!("{}/modern/mcp", gw.url), None);
+    let (status, _) = anonymous.request("tools/list", json!({})).await;
+    assert_eq!(status, 401, "sign-in applies to forwarded requests too");
+    let mut c = Modern::new(format!("{}/modern/mcp", gw.url), Some(&alice.access));
+    let who = c.call("whoami", json!({})).await;
+    assert_eq!(
+        text_of(&who),
+        "Bearer for-the-server",
+        "the server gets the service's credential, never the person's gateway token"
+    );
     let (status, d) = c.request("server/discover", json!({})).await;
     assert_eq!(status, 200, "{d}");
     assert_eq!(
@@ -161,4 +176,8 @@ async fn a_2026_client_reaches_a_2026_server() {
         )
         .await;
     assert_eq!(text_of(&done), "Hello, Bea!", "{done}");
+    assert!(
+        state.starts_with("v1."),
+        "the server's own requestState, passed through: {state}"
+    );
 }

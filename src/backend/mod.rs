@@ -137,6 +137,18 @@ impl Backend {
     }
 }
 
+/// Whether the remote server at `url` speaks MCP 2026-07-28 (a
+/// `server/discover` probe, remembered per service for a while).
+pub async fn speaks_2026(
+    service: &Service,
+    url: &url::Url,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    modern::probe::discover(service, url, headers)
+        .await
+        .is_some()
+}
+
 /// Configured headers as a `HeaderMap` (names were validated with the config).
 fn header_map(
     headers: &std::collections::BTreeMap<String, String>,

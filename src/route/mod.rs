@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendError, InboxRef};
 use crate::caller::{Caller, PersonalToken};
-use crate::config::{ServiceName, Settings};
+use crate::config::{BackendSpec, ServiceName, Settings};
 use crate::jsonrpc::Message;
 use crate::policy::Policy;
 use crate::service::{Kind, Service};
@@ -68,6 +68,13 @@ pub enum RouteError {
     Token { service: String, reason: String },
     #[error("{0} is an aggregated endpoint, not a server")]
     NotAServer(ServiceName),
+}
+
+/// A 2026-07-28 server a 2026-07-28 request is forwarded to as it is.
+pub struct Passthrough {
+    pub url: url::Url,
+    /// The service's headers, the person's values filled in.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// What every route shares: the rules, the discovery cache, the naming of
@@ -133,6 +140,41 @@ impl Routes {
             route,
             token_expires_at: expires,
         })
+    }
+
+    /// Where a 2026-07-28 request may go as it is: a service that is one
+    /// streamable HTTP server speaking 2026-07-28, not under policy, with the
+    /// person's values (and token) filled into its URL and headers. `None`
+    /// when the request must be bridged (any other backend, a governed
+    /// service, a person whose token for it is not set yet).
+    pub async fn passthrough(
+        &self,
+        service: &Service,
+        caller: Option<&Arc<Caller>>,
+    ) -> Result<Option<Passthrough>, RouteError> {
+        let Kind::Server(spec) = &service.kind else {
+            return Ok(None);
+        };
+        if !matches!(spec, BackendSpec::StreamableHttp { .. }) || self.governs(service) {
+            return Ok(None);
+        }
+        let token = self.token_for(service, caller).await?;
+        if caller.is_some() && service.needs_user_token && token.is_none() {
+            return Ok(None);
+        }
+        let person = caller.map(|c| Person {
+            caller: c,
+            token: token.as_ref(),
+        });
+        let BackendSpec::StreamableHttp { url, headers } =
+            values::render_spec(spec, person.as_ref())?
+        else {
+            return Ok(None);
+        };
+        if !crate::backend::speaks_2026(service, &url, &headers).await {
+            return Ok(None);
+        }
+        Ok(Some(Passthrough { url, headers }))
     }
 
     /// The caller's token for this service, when it needs one.

@@ -88,3 +88,50 @@ impl Session {
         );
     }
 }
+
+/// The record of a request forwarded without a session (a 2026-07-28
+/// request passed through to a 2026-07-28 server): the same line as
+/// [`Session::audit`] writes.
+pub struct Forwarded {
+    audit: Option<Box<Audit>>,
+    method: String,
+    user: String,
+    client_id: String,
+    service: String,
+}
+
+impl Forwarded {
+    /// `None` for methods that are not audited.
+    pub fn of(
+        caller: Option<&crate::caller::Caller>,
+        service: &str,
+        method: &str,
+        raw: &[u8],
+        with_arguments: bool,
+    ) -> Forwarded {
+        Forwarded {
+            audit: Audit::of(method, raw, with_arguments),
+            method: method.to_string(),
+            user: caller.map_or("anonymous".into(), |c| c.user.as_str().to_string()),
+            client_id: caller.map_or("-".into(), |c| c.client_id.as_str().to_string()),
+            service: service.to_string(),
+        }
+    }
+
+    /// Write the record, with the outcome read from the answer's bytes.
+    pub fn done(&self, answer: Option<&[u8]>) {
+        let Some(a) = &self.audit else { return };
+        tracing::info!(
+            target: "audit",
+            user = self.user.as_str(),
+            client_id = self.client_id.as_str(),
+            service = self.service.as_str(),
+            method = self.method.as_str(),
+            name = a.name.as_str(),
+            duration_ms = a.started.elapsed().as_secs_f64() * 1000.0,
+            outcome = answer.map_or("no_answer", outcome),
+            arguments = a.arguments.as_deref(),
+            "audit"
+        );
+    }
+}

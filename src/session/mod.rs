@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+pub use audit::Forwarded;
 use audit::{Audit, outcome};
 pub use id::SessionId;
 pub use registry::{Registry, Reservation};

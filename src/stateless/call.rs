@@ -92,13 +92,6 @@ impl Call {
         }
     }
 
-    /// A call that already has its answer.
-    pub fn answered(call: Call, answer: Bytes, status: u16) -> Call {
-        let mut call = call;
-        call.queued.push_back(Frame::Final(answer, status));
-        call
-    }
-
     /// The next frame; `None` after the final one.
     pub async fn next(&mut self) -> Option<Frame> {
         if let Some(f) = self.queued.pop_front() {
@@ -298,6 +291,12 @@ impl Call {
             })
             .collect();
         let held = Held {
+            owner: self
+                .ctx
+                .user
+                .as_ref()
+                .map(|u| u.as_str().to_string())
+                .unwrap_or_default(),
             kept: self.kept.clone(),
             rx,
             internal: self.internal.clone(),
@@ -324,14 +323,11 @@ impl Call {
             "requestState": state,
         });
         let body = crate::jsonrpc::result_response(&self.client_id, &result).raw;
-        let frame = Frame::Final(body, 200);
-        if self.queued.is_empty() {
-            frame
-        } else {
-            self.queued.push_back(frame);
-            self.queued.pop_front().unwrap_or_else(|| {
-                Frame::Final(Bytes::new(), 500) // unreachable: just pushed
-            })
+        // Notifications gathered with the question go out before it.
+        self.queued.push_back(Frame::Final(body, 200));
+        match self.queued.pop_front() {
+            Some(first) => first,
+            None => self.final_error(code::INTERNAL_ERROR, "nothing to send"),
         }
     }
 

@@ -31,6 +31,13 @@ const METHODS: &[&str] = &[
     "resources/templates/list",
     "resources/read",
     "completion/complete",
+    // The tasks extension (SEP-2663): carried to the backend, which answers
+    // if it offers tasks.
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "tasks/update",
 ];
 
 /// Methods that may answer with `input_required` (multi-round-trip requests).

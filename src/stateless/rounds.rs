@@ -35,9 +35,11 @@ use std::sync::Arc;
 /// a while; the backend's own `requestTimeout` still ends the call sooner if
 /// it is shorter.
 pub const HOLD_FOR: Duration = Duration::from_secs(600);
-/// Held calls per process; beyond it the oldest is let go (its backend call
-/// is cancelled).
+/// Held calls per process, and per person; beyond either the oldest (the
+/// person's own, for the second) is let go and its backend call cancelled, so
+/// one person's calls never push out another's.
 const MAX_HELD: usize = 10_000;
+const MAX_HELD_PER_PERSON: usize = 64;
 const AAD: &str = "mcpgate/requestState/v1";
 
 /// One thing the backend asked the client, under the key the client answers it by.
@@ -52,6 +54,8 @@ pub struct Asked {
 
 /// A backend call waiting for its client's answers.
 pub struct Held {
+    /// Whose call it is (empty without sign-in).
+    pub owner: String,
     pub kept: Arc<Kept>,
     pub rx: StreamReceiver,
     /// The id the backend knows this call by.
@@ -158,11 +162,21 @@ impl Rounds {
             for k in old {
                 gone.extend(table.remove(&k));
             }
-            if table.len() >= MAX_HELD
-                && let Some(k) = table
+            let oldest = |table: &HashMap<String, Held>, owner: Option<&str>| {
+                table
                     .iter()
+                    .filter(|(_, h)| owner.is_none_or(|o| h.owner == o))
                     .min_by_key(|(_, h)| h.expires)
                     .map(|(k, _)| k.clone())
+            };
+            let theirs = table.values().filter(|h| h.owner == held.owner).count();
+            if theirs >= MAX_HELD_PER_PERSON
+                && let Some(k) = oldest(&table, Some(&held.owner))
+            {
+                gone.extend(table.remove(&k));
+            }
+            if table.len() >= MAX_HELD
+                && let Some(k) = oldest(&table, None)
             {
                 gone.extend(table.remove(&k));
             }

@@ -49,6 +49,10 @@ pub async fn ready(State(gw): State<Arc<AppState>>) -> Response {
         Json(json!({
             "status": if shutting_down { "shutting_down" } else { "ready" },
             "services": services,
+            // MCP 2026-07-28 clients: backend sessions kept for them (also
+            // counted in their services' `sessions`) and calls waiting for a
+            // retry with the client's answers.
+            "stateless": {"keptSessions": gw.bridge.kept(), "heldCalls": gw.bridge.held()},
         })),
     )
         .into_response()

@@ -50,6 +50,27 @@ pub async fn post(
             .body(Body::empty())
             .unwrap_or_default();
     };
+    // A 2026-07-28 server, not under policy: forwarded as it is.
+    match app
+        .routes
+        .passthrough(&client.service, client.caller.as_ref())
+        .await
+    {
+        Ok(Some(p)) => return forward(client, headers, &msg, &req, p).await,
+        Ok(None) => {}
+        Err(e) => {
+            return reply::json(
+                StatusCode::BAD_GATEWAY,
+                crate::jsonrpc::error_response(
+                    Some(&id),
+                    code::BACKEND_UNAVAILABLE,
+                    &e.to_string(),
+                    None,
+                )
+                .raw,
+            );
+        }
+    }
     let user = client.caller.as_ref().map(|c| c.user.clone());
     let ctx = app.bridge.ctx(
         user.clone(),
@@ -173,4 +194,132 @@ async fn frames(mut call: Call) -> Response {
             "no answer from the backend",
         ),
     }
+}
+
+/// Headers of the client's request that go to a 2026-07-28 server as they are
+/// (never its `Authorization`: that token is the gateway's).
+fn forwarded_header(name: &str) -> bool {
+    (name.starts_with("mcp-") && name != "mcp-session-id")
+        || name == "accept"
+        || name == "content-type"
+}
+
+/// Forward a 2026-07-28 request to a 2026-07-28 server as it is: the client's
+/// body and `Mcp-*` headers, the service's own headers (credentials) instead
+/// of the client's token; the answer back as it is, JSON or SSE, with its
+/// status. Audited like a session's call.
+async fn forward(
+    client: &Client,
+    headers: &HeaderMap,
+    msg: &crate::jsonrpc::Message,
+    req: &Modern,
+    target: crate::route::Passthrough,
+) -> Response {
+    let svc = &client.service;
+    let id = req.id.clone();
+    let audit = crate::session::Forwarded::of(
+        client.caller.as_deref(),
+        svc.name.as_str(),
+        &req.method,
+        &msg.raw,
+        svc.audit_arguments,
+    );
+    let mut out = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        if forwarded_header(name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    for (k, v) in &target.headers {
+        if let (Ok(name), Ok(mut value)) = (
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+            reqwest::header::HeaderValue::from_str(v),
+        ) {
+            value.set_sensitive(true);
+            out.insert(name, value);
+        }
+    }
+    let sent = svc
+        .http
+        .post(target.url)
+        .headers(out)
+        .body(msg.raw.clone())
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            audit.done(None);
+            let message = format!(
+                "service {:?} is unreachable: {}",
+                svc.name.as_str(),
+                if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "the request failed"
+                }
+            );
+            return reply::json(
+                StatusCode::BAD_GATEWAY,
+                crate::jsonrpc::error_response(
+                    id.as_ref(),
+                    code::BACKEND_UNAVAILABLE,
+                    &message,
+                    None,
+                )
+                .raw,
+            );
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let sse = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let body = if sse {
+        // Streamed as it comes; the last event is kept for the audit record.
+        let tail = stream::unfold(
+            (resp.bytes_stream(), Vec::<u8>::new(), Some(audit)),
+            |(mut s, mut last, mut audit)| async move {
+                match futures_util::StreamExt::next(&mut s).await {
+                    Some(Ok(chunk)) => {
+                        last.extend_from_slice(&chunk);
+                        if last.len() > 65_536 {
+                            last.drain(..last.len() - 65_536);
+                        }
+                        Some((Ok::<Bytes, std::io::Error>(chunk), (s, last, audit)))
+                    }
+                    _ => {
+                        if let Some(a) = audit.take() {
+                            a.done(last_event(&last).as_deref());
+                        }
+                        None
+                    }
+                }
+            },
+        );
+        Body::from_stream(tail)
+    } else {
+        let bytes = resp.bytes().await.unwrap_or_default();
+        audit.done(Some(&bytes));
+        Body::from(bytes)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Some(ct) = content_type {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+    }
+    r
+}
+
+/// The data of the last complete SSE event in `buf`.
+fn last_event(buf: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(buf);
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim().as_bytes().to_vec())
 }
