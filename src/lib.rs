@@ -21,3 +21,4 @@ pub mod telemetry;
 pub mod transport;
 pub mod util;
 pub mod web;
+pub mod wire2026;

@@ -441,12 +441,6 @@ async fn server_request_round_trip(protocol: &str) {
     assert!(init.get("result").is_some(), "{init}");
     b.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .await;
-    assert_eq!(
-        b.stderr().contains("speaks MCP 2026-07-28"),
-        protocol == "auto",
-        "auto finds that the gateway speaks 2026-07-28: {}",
-        b.stderr()
-    );
     let id = b.id();
     b.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "sample", "arguments": {"prompt": "hi"}}})).await;
     let ask = b.recv().await;
@@ -454,6 +448,13 @@ async fn server_request_round_trip(protocol: &str) {
     b.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "from the client"}, "model": "m"}})).await;
     let answer = b.response(id).await;
     assert_eq!(text(&answer), "sampled: from the client");
+    // Read after the round trip: stderr is collected as the bridge writes it.
+    assert_eq!(
+        b.stderr().contains("speaks MCP 2026-07-28"),
+        protocol == "auto",
+        "auto finds that the gateway speaks 2026-07-28: {}",
+        b.stderr()
+    );
     b.finish().await;
 }
 

@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["service", "connect"],
     &["policy", "store", "config"],
     &["oauth", "web", "telemetry"],
-    &["jsonrpc", "caller", "util"],
+    &["jsonrpc", "caller", "util", "wire2026"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

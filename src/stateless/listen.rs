@@ -14,7 +14,7 @@ use super::pool::Kept;
 use super::request::Modern;
 use crate::jsonrpc::{self, RequestId};
 
-const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+use crate::wire2026::META_SUBSCRIPTION_ID as SUBSCRIPTION_ID;
 
 /// What the client asked to hear about.
 struct Filter {

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use base64::Engine;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -37,7 +36,7 @@ use crate::config::ServiceName;
 use crate::jsonrpc::{self, Kind, Message, RequestId, SUPPORTED_VERSIONS, code};
 use crate::service::Service;
 
-pub const VERSION: &str = "2026-07-28";
+pub use crate::wire2026::VERSION;
 /// Rounds of `input_required` one request may take (the SDKs stop at 10 too).
 const MAX_ROUNDS: usize = 10;
 
@@ -68,6 +67,8 @@ struct Inner {
     listening: AtomicBool,
     listen: Mutex<Option<CancellationToken>>,
     next: AtomicU64,
+    /// Which tool arguments go in `Mcp-Param-*` headers (from tools/list).
+    param_headers: crate::wire2026::ParamHeaders,
 }
 
 impl ModernBackend {
@@ -97,6 +98,7 @@ impl ModernBackend {
                 listening: AtomicBool::new(false),
                 listen: Mutex::new(None),
                 next: AtomicU64::new(0),
+                param_headers: Default::default(),
             }),
         })
     }
@@ -283,15 +285,13 @@ impl Inner {
             .header(ACCEPT, "application/json, text/event-stream")
             .header("mcp-protocol-version", VERSION)
             .header("mcp-method", method);
-        let named = match method {
-            "tools/call" | "prompts/get" => params.get("name"),
-            "resources/read" => params.get("uri"),
-            _ => None,
-        };
-        if let Some(name) = named.and_then(Value::as_str)
-            && let Some(v) = header_value(name)
+        if let Some(name) = crate::wire2026::name_of(method, params)
+            && let Ok(v) = HeaderValue::from_str(&crate::wire2026::header_text(name))
         {
             req = req.header("mcp-name", v);
+        }
+        for (k, v) in self.param_headers.for_request(method, params) {
+            req = req.header(k, v);
         }
         req.body(body.to_string())
     }
@@ -328,6 +328,11 @@ impl Inner {
             let input_required =
                 v.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
             if !input_required {
+                if &**method == "tools/list"
+                    && let Some(r) = v.get_mut("result").and_then(Value::as_object_mut)
+                {
+                    self.param_headers.learn(r);
+                }
                 session_era(&mut v, method);
                 v["id"] = jsonrpc::id_value(id);
                 if let Some(m) = jsonrpc::from_value(&v) {
@@ -522,21 +527,6 @@ fn session_era(v: &mut Value, method: &str) {
     {
         e.insert("code".into(), json!(code::RESOURCE_NOT_FOUND));
     }
-}
-
-/// `Mcp-Name`: the value as it is when it is plain visible ASCII, else the
-/// `=?base64?...?=` form.
-fn header_value(name: &str) -> Option<HeaderValue> {
-    let plain = name.bytes().all(|b| (0x21..0x7f).contains(&b));
-    let text = if plain {
-        name.to_string()
-    } else {
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(name)
-        )
-    };
-    HeaderValue::from_str(&text).ok()
 }
 
 fn params_of(msg: &Message) -> Map<String, Value> {

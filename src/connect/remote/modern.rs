@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -27,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Remote, RemoteError, challenge_of, excerpt, is_sse};
 use crate::connect::trace::Traced;
 use crate::jsonrpc::{self, Kind, Message, RequestId, SUPPORTED_VERSIONS, code};
+use crate::wire2026::{ParamHeaders, VERSION, header_text};
 
-pub const VERSION: &str = "2026-07-28";
 /// Rounds of `input_required` one request may take.
 const MAX_ROUNDS: usize = 10;
 /// How long the local client may take to answer a question of the server.
@@ -45,7 +44,7 @@ pub struct Modern {
     asked: Mutex<HashMap<RequestId, oneshot::Sender<Message>>>,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     /// Which arguments of each tool go in `Mcp-Param-*` headers (from tools/list).
-    header_params: RwLock<HashMap<String, Vec<(String, String)>>>,
+    header_params: ParamHeaders,
     listen: Mutex<Option<CancellationToken>>,
     next: AtomicU64,
 }
@@ -63,31 +62,6 @@ fn params_of(msg: &Message) -> Map<String, Value> {
         .ok()
         .and_then(|p| p.params)
         .unwrap_or_default()
-}
-
-/// A header value as it is when it is visible ASCII without surrounding
-/// space, else the `=?base64?...?=` form.
-fn header_text(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !value.starts_with(' ')
-        && !value.ends_with(' ');
-    if plain {
-        value.to_string()
-    } else {
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(value)
-        )
-    }
-}
-
-/// A valid `x-mcp-header` name: visible ASCII token characters, not empty.
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
 }
 
 impl Remote {
@@ -163,7 +137,7 @@ impl Remote {
             subscriptions: Mutex::new(BTreeSet::new()),
             asked: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            header_params: RwLock::new(HashMap::new()),
+            header_params: ParamHeaders::default(),
             listen: Mutex::new(None),
             next: AtomicU64::new(0),
         });
@@ -291,7 +265,7 @@ impl Remote {
             _ => None,
         }
         .map(str::to_string);
-        let extra = self.param_headers(m, method, &params);
+        let extra = m.header_params.for_request(method, &params);
         for round in 0..MAX_ROUNDS {
             // A retry is a new request: a new id (the answer goes back under the client's).
             let wire_id = if round == 0 {
@@ -329,7 +303,7 @@ impl Remote {
                 if let Some(r) = v.get_mut("result").and_then(Value::as_object_mut) {
                     r.remove("resultType");
                     if &**method == "tools/list" {
-                        self.note_tools(m, r);
+                        m.header_params.learn(r);
                     }
                 }
                 v["id"] = jsonrpc::id_value(id);
@@ -395,77 +369,6 @@ impl Remote {
             answers.insert(key, v.get("result").cloned()?);
         }
         Some(answers)
-    }
-
-    /// Remember which arguments of each tool travel as headers, and drop the
-    /// tools whose `x-mcp-header` is not a valid header name (the spec says a
-    /// client must not call them).
-    fn note_tools(&self, m: &Modern, result: &mut Map<String, Value>) {
-        let Some(Value::Array(tools)) = result.get_mut("tools") else {
-            return;
-        };
-        let mut map = m.header_params.write().unwrap_or_else(|p| p.into_inner());
-        tools.retain(|tool| {
-            let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
-            let props = tool
-                .pointer("/inputSchema/properties")
-                .and_then(Value::as_object);
-            let mut pairs = Vec::new();
-            let mut seen = BTreeSet::new();
-            for (arg, schema) in props.into_iter().flatten() {
-                if let Some(h) = schema.get("x-mcp-header") {
-                    let Some(h) = h.as_str().filter(|h| valid_header_name(h)) else {
-                        return false;
-                    };
-                    // Only strings, integers and booleans travel as headers.
-                    let primitive = matches!(
-                        schema.get("type").and_then(Value::as_str),
-                        Some("string" | "integer" | "boolean")
-                    );
-                    if !primitive {
-                        return false;
-                    }
-                    if !seen.insert(h.to_ascii_lowercase()) {
-                        return false;
-                    }
-                    pairs.push((arg.clone(), h.to_string()));
-                }
-            }
-            map.insert(name.to_string(), pairs);
-            true
-        });
-    }
-
-    /// `Mcp-Param-*` headers of a `tools/call`, from the arguments the tool
-    /// marks with `x-mcp-header`.
-    fn param_headers(
-        &self,
-        m: &Modern,
-        method: &str,
-        params: &Map<String, Value>,
-    ) -> Vec<(String, String)> {
-        if method != "tools/call" {
-            return Vec::new();
-        }
-        let Some(tool) = params.get("name").and_then(Value::as_str) else {
-            return Vec::new();
-        };
-        let map = m.header_params.read().unwrap_or_else(|p| p.into_inner());
-        let Some(pairs) = map.get(tool) else {
-            return Vec::new();
-        };
-        let args = params.get("arguments").and_then(Value::as_object);
-        pairs
-            .iter()
-            .filter_map(|(arg, header)| {
-                let value = match args?.get(arg)? {
-                    Value::String(s) => s.clone(),
-                    Value::Null => return None,
-                    other => other.to_string(),
-                };
-                Some((format!("Mcp-Param-{header}"), header_text(&value)))
-            })
-            .collect()
     }
 
     /// POST a 2026-07-28 message, signing in on 401 (and stepping up scopes on
