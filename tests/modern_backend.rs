@@ -180,4 +180,14 @@ async fn a_2026_client_reaches_a_2026_server() {
         state.starts_with("v1."),
         "the server's own requestState, passed through: {state}"
     );
+    // Extension methods (tasks, SEP-2663) go to the server too: this one
+    // offers none, and it is the server that says so.
+    let (status, tasks) = c.request("tasks/get", json!({"taskId": "t-1"})).await;
+    assert_eq!(status, 404, "{tasks}");
+    assert_eq!(tasks["error"]["code"], -32601);
+    let message = tasks["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("is not a method of MCP"),
+        "the gateway's own refusal: {message}"
+    );
 }
