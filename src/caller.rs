@@ -96,6 +96,15 @@ pub struct PersonalToken {
     pub expires_at: Option<i64>,
 }
 
+/// How long a backend may go on using a token that expires in `left`
+/// seconds: until 30 s before it expires, but never less than half its
+/// remaining life, so a provider that issues short tokens still gets usable
+/// sessions (ending one at once would make the service unusable).
+pub fn token_usable_for(left: i64) -> std::time::Duration {
+    let left = left.max(0);
+    std::time::Duration::from_secs((left - 30).max(left / 2) as u64)
+}
+
 impl fmt::Debug for PersonalToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PersonalToken")
@@ -190,5 +199,19 @@ impl fmt::Display for Caller {
             Some(s) => write!(f, "service:{s}"),
             None => f.write_str(&self.email),
         }
+    }
+}
+
+#[cfg(test)]
+mod token_usable_for_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn backends_stop_30s_before_expiry_but_keep_half_of_a_short_token() {
+        assert_eq!(super::token_usable_for(3600), Duration::from_secs(3570));
+        assert_eq!(super::token_usable_for(60), Duration::from_secs(30));
+        assert_eq!(super::token_usable_for(30), Duration::from_secs(15));
+        assert_eq!(super::token_usable_for(0), Duration::ZERO);
+        assert_eq!(super::token_usable_for(-5), Duration::ZERO);
     }
 }

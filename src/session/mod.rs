@@ -158,9 +158,10 @@ impl Session {
         match routes.connect(&service, caller.as_ref(), inbox).await {
             Ok(c) => {
                 if let Some(at) = c.token_expires_at {
-                    let _ = session
-                        .token_deadline
-                        .set(Instant::now() + token_margin(at - crate::util::now_unix()));
+                    let _ = session.token_deadline.set(
+                        Instant::now()
+                            + crate::caller::token_usable_for(at - crate::util::now_unix()),
+                    );
                 }
                 let _ = session.route.set(c.route);
             }
@@ -612,27 +613,4 @@ fn initialize_outcome(raw: &[u8]) -> Option<String> {
     let r: R = serde_json::from_slice(raw).ok()?;
     let v = r.result?;
     Some(v.protocol_version.unwrap_or_default())
-}
-
-/// How long a session may use a token that expires in `left` seconds: until
-/// 30 s before it expires, but never less than half its remaining life, so a
-/// provider that issues short tokens still gets usable sessions (ending one
-/// at once would make the service unusable).
-fn token_margin(left: i64) -> Duration {
-    let left = left.max(0);
-    Duration::from_secs((left - 30).max(left / 2) as u64)
-}
-
-#[cfg(test)]
-mod token_margin_tests {
-    use super::*;
-
-    #[test]
-    fn sessions_end_30s_before_expiry_but_keep_half_of_a_short_token() {
-        assert_eq!(token_margin(3600), Duration::from_secs(3570));
-        assert_eq!(token_margin(60), Duration::from_secs(30));
-        assert_eq!(token_margin(30), Duration::from_secs(15));
-        assert_eq!(token_margin(0), Duration::ZERO);
-        assert_eq!(token_margin(-5), Duration::ZERO);
-    }
 }

@@ -294,7 +294,9 @@ impl Aggregate {
     ) -> Result<Arc<Running>, MemberError> {
         let svc = self.members[member].clone();
         let token = self.access.token_for(&svc, self.caller.as_ref()).await?;
-        let expires_at = token.as_ref().and_then(|t| t.expires_at);
+        let use_until = token.as_ref().and_then(|t| t.expires_at).map(|at| {
+            Instant::now() + crate::caller::token_usable_for(at - crate::util::now_unix())
+        });
         // Each member counts as a session of its service (maxSessions).
         if !svc.stats.try_open_session(svc.limits.max_sessions) {
             return Err(MemberError::Limit {
@@ -340,7 +342,7 @@ impl Aggregate {
             _inbox: inbox,
             generation,
             pristine: AtomicBool::new(true),
-            expires_at,
+            use_until,
             _slot: slot,
         });
         let level = self.state().log_level.clone();

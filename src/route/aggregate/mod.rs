@@ -68,15 +68,15 @@ struct Running {
     generation: u64,
     /// It has not said its lists changed: its lists are everyone's.
     pristine: AtomicBool,
-    /// When the person's upstream token it runs with expires (unix seconds).
-    expires_at: Option<i64>,
+    /// Until when it may use the person's upstream token it runs with (the
+    /// same rule as sessions: 30 s before expiry, at least half its life).
+    use_until: Option<Instant>,
     _slot: SessionSlot,
 }
 
 impl Running {
     fn expiring(&self) -> bool {
-        self.expires_at
-            .is_some_and(|at| at - crate::util::now_unix() < 30)
+        self.use_until.is_some_and(|t| Instant::now() >= t)
     }
 }
 
