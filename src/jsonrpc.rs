@@ -234,6 +234,18 @@ impl Message {
         RequestId::from_raw(raw).map(|id| id.0.into_string())
     }
 
+    /// `params` as a JSON object (empty when absent or not an object).
+    pub fn params_object(&self) -> serde_json::Map<String, serde_json::Value> {
+        #[derive(Deserialize)]
+        struct P {
+            params: Option<serde_json::Map<String, serde_json::Value>>,
+        }
+        serde_json::from_slice::<P>(&self.raw)
+            .ok()
+            .and_then(|p| p.params)
+            .unwrap_or_default()
+    }
+
     /// `params.protocolVersion` of an `initialize` request.
     pub fn initialize_version(&self) -> Option<String> {
         let parsed: ParamsMeta = serde_json::from_slice(&self.raw).ok()?;

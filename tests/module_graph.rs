@@ -26,8 +26,8 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     &["service", "connect"],
     &["policy", "store", "config"],
-    &["oauth", "web", "telemetry"],
-    &["jsonrpc", "caller", "util", "wire2026"],
+    &["oauth", "web", "telemetry", "wire2026"],
+    &["jsonrpc", "caller", "util"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

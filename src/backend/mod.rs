@@ -149,6 +149,12 @@ pub async fn speaks_2026(
         .is_some()
 }
 
+/// Whether the last probe found the service speaking only the session era
+/// (no request then: a cheap check before the work of a passthrough).
+pub fn known_session_era(service: &Service) -> bool {
+    matches!(service.era.get(modern::probe::REMEMBER), Some(None))
+}
+
 /// Configured headers as a `HeaderMap` (names were validated with the config).
 fn header_map(
     headers: &std::collections::BTreeMap<String, String>,

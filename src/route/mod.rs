@@ -155,7 +155,10 @@ impl Routes {
         let Kind::Server(spec) = &service.kind else {
             return Ok(None);
         };
-        if !matches!(spec, BackendSpec::StreamableHttp { .. }) || self.governs(service) {
+        if !matches!(spec, BackendSpec::StreamableHttp { .. })
+            || self.governs(service)
+            || crate::backend::known_session_era(service)
+        {
             return Ok(None);
         }
         let token = self.token_for(service, caller).await?;

@@ -78,7 +78,17 @@ impl Call {
             client_id,
             method: req.method.clone(),
             target: target_of(req),
-            digest: digest(req),
+            // Only a call that can be held needs it (its requestState binds
+            // it); most calls never ask the client anything.
+            digest: if MULTI_ROUND.contains(&req.method.as_str())
+                && ["elicitation", "sampling", "roots"]
+                    .iter()
+                    .any(|c| req.declares(c))
+            {
+                digest(req)
+            } else {
+                String::new()
+            },
             capabilities: req.capabilities.clone(),
             want_logs: req.log_level.is_some(),
             ctx,
@@ -118,24 +128,14 @@ impl Call {
                 }
             };
             if item.is_response {
-                self.finish();
-                let (body, status) = shape::answer(
-                    &item.data,
-                    &self.client_id,
-                    &self.method,
-                    self.target.as_deref(),
-                    self.ctx.scope,
-                );
-                return Some(Frame::Final(body, status));
+                return Some(self.complete(&item.data));
             }
             let Ok(msg) = Message::parse(item.data) else {
                 continue;
             };
             match &msg.kind {
                 Kind::Notification { method } => {
-                    if &**method == "notifications/progress"
-                        || (&**method == "notifications/message" && self.want_logs)
-                    {
+                    if self.relays(method) {
                         return Some(Frame::Notice(msg.raw));
                     }
                 }
@@ -170,15 +170,7 @@ impl Call {
                         .answer(id, Err((code::INVALID_REQUEST, "the request completed")))
                         .await;
                 }
-                self.finish();
-                let (body, status) = shape::answer(
-                    &item.data,
-                    &self.client_id,
-                    &self.method,
-                    self.target.as_deref(),
-                    self.ctx.scope,
-                );
-                return Some(Frame::Final(body, status));
+                return Some(self.complete(&item.data));
             }
             let Ok(msg) = Message::parse(item.data) else {
                 continue;
@@ -191,9 +183,7 @@ impl Call {
                     asked.push((id.clone(), method.to_string(), params_of(&msg)))
                 }
                 Kind::Notification { method } => {
-                    if &**method == "notifications/progress"
-                        || (&**method == "notifications/message" && self.want_logs)
-                    {
+                    if self.relays(method) {
                         self.queued.push_back(Frame::Notice(msg.raw));
                     }
                 }
@@ -329,6 +319,25 @@ impl Call {
             Some(first) => first,
             None => self.final_error(code::INTERNAL_ERROR, "nothing to send"),
         }
+    }
+
+    /// The backend's answer, reshaped: the last frame.
+    fn complete(&mut self, answer: &[u8]) -> Frame {
+        self.finish();
+        let (body, status) = shape::answer(
+            answer,
+            &self.client_id,
+            &self.method,
+            self.target.as_deref(),
+            self.ctx.scope,
+        );
+        Frame::Final(body, status)
+    }
+
+    /// Notifications the client sees on its request's stream: progress, and
+    /// logs when it asked for them.
+    fn relays(&self, method: &str) -> bool {
+        method == "notifications/progress" || (method == "notifications/message" && self.want_logs)
     }
 
     fn final_error(&mut self, code: i64, message: &str) -> Frame {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Inner, lock};
+use super::Inner;
+use crate::wire2026::face;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -18,14 +18,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 pub(super) async fn run(inner: Arc<Inner>, token: CancellationToken) {
     let mut retry = FIRST_RETRY;
     while !token.is_cancelled() {
-        let uris: Vec<String> = lock(&inner.subscriptions).iter().cloned().collect();
-        let mut params = Map::new();
-        params.insert("_meta".into(), Value::Object(inner.meta()));
-        params.insert(
-            "notifications".into(),
-            json!({"toolsListChanged": true, "promptsListChanged": true,
-                   "resourcesListChanged": true, "resourceSubscriptions": uris}),
-        );
+        let params = inner.face.listen_params();
         let id = crate::jsonrpc::string_id("mcpgate-listen");
         let sent = tokio::select! {
             r = inner.post("subscriptions/listen", &params, Some(&id)).send() => r,
@@ -33,6 +26,7 @@ pub(super) async fn run(inner: Arc<Inner>, token: CancellationToken) {
         };
         match sent {
             Ok(resp) if resp.status().is_success() => {
+                retry = FIRST_RETRY;
                 let mut events = resp.bytes_stream().eventsource();
                 loop {
                     let ev = tokio::select! {
@@ -40,22 +34,7 @@ pub(super) async fn run(inner: Arc<Inner>, token: CancellationToken) {
                         () = token.cancelled() => return,
                     };
                     let Some(Ok(ev)) = ev else { break };
-                    let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
-                        continue;
-                    };
-                    let method = v.get("method").and_then(Value::as_str).unwrap_or("");
-                    if method.is_empty() || method == "notifications/subscriptions/acknowledged" {
-                        retry = FIRST_RETRY;
-                        continue;
-                    }
-                    // The subscription id means nothing to a session-era client.
-                    if let Some(meta) = v
-                        .pointer_mut("/params/_meta")
-                        .and_then(Value::as_object_mut)
-                    {
-                        meta.remove("io.modelcontextprotocol/subscriptionId");
-                    }
-                    if let Some(m) = crate::jsonrpc::from_value(&v) {
+                    if let Some(m) = face::listened(&ev.data) {
                         inner.deliver(m, None);
                     }
                 }

@@ -14,7 +14,7 @@ use super::VERSION;
 use crate::service::Service;
 
 /// How long a finding holds (a server may be upgraded in place).
-const REMEMBER: Duration = Duration::from_secs(300);
+pub const REMEMBER: Duration = Duration::from_secs(300);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's `server/discover` result when it speaks 2026-07-28.

@@ -307,6 +307,49 @@ impl Remote {
         Ok(self.auth.unauthorized(sent, challenge_of(resp)).await?)
     }
 
+    /// A 401 or 403 answer to `what`: sign in (again) or step up the scopes,
+    /// and `Ok(None)` to send it again; an error when that cannot help (two
+    /// sign-ins already, a 403 that is not `insufficient_scope`). Any other
+    /// answer is given back.
+    async fn auth_refusal(
+        &self,
+        resp: reqwest::Response,
+        token: Option<&str>,
+        what: &str,
+        rounds: &mut u32,
+    ) -> Result<Option<reqwest::Response>, RemoteError> {
+        match resp.status().as_u16() {
+            401 => {
+                *rounds += 1;
+                if *rounds > 2 {
+                    return Err(RemoteError::StillUnauthorized {
+                        url: self.url.to_string(),
+                        what: what.to_string(),
+                    });
+                }
+                self.unauthorized(token, &resp).await?;
+                Ok(None)
+            }
+            403 => {
+                let ch = challenge_of(&resp).unwrap_or_default();
+                if ch.error.as_deref() != Some("insufficient_scope")
+                    || *rounds >= 3
+                    || self.fixed_authorization()
+                {
+                    return Err(RemoteError::Forbidden {
+                        url: self.url.to_string(),
+                        what: what.to_string(),
+                        body: excerpt(resp, token).await,
+                    });
+                }
+                *rounds += 1;
+                self.auth.step_up(token, ch).await?;
+                Ok(None)
+            }
+            _ => Ok(Some(resp)),
+        }
+    }
+
     fn state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
         match self.state.lock() {
             Ok(mut s) => f(&mut s),

@@ -11,57 +11,29 @@
 //! the `requestState` unchanged. Any other answer to the probe: the session
 //! era, as before.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Remote, RemoteError, challenge_of, excerpt, is_sse};
+use super::{Remote, RemoteError, is_sse};
 use crate::connect::trace::Traced;
-use crate::jsonrpc::{self, Kind, Message, RequestId, SUPPORTED_VERSIONS, code};
-use crate::wire2026::{ParamHeaders, VERSION, header_text};
+use crate::jsonrpc::{self, Kind, Message, code};
+use crate::wire2026::face::{self, Face, Local, MAX_ROUNDS, Unanswered};
+use crate::wire2026::{VERSION, header_text};
 
-/// Rounds of `input_required` one request may take.
-const MAX_ROUNDS: usize = 10;
 /// How long the local client may take to answer a question of the server.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The remote speaks 2026-07-28: what every request carries, and what waits.
+/// The remote speaks 2026-07-28: the face it is given towards the local
+/// client, and the listen stream.
 pub struct Modern {
-    discover: Value,
-    capabilities: RwLock<Value>,
-    client_info: RwLock<Option<Value>>,
-    log_level: RwLock<Option<String>>,
-    subscriptions: Mutex<BTreeSet<String>>,
-    /// Questions of the server put to the local client, by the id they got.
-    asked: Mutex<HashMap<RequestId, oneshot::Sender<Message>>>,
-    inflight: Mutex<HashMap<RequestId, CancellationToken>>,
-    /// Which arguments of each tool go in `Mcp-Param-*` headers (from tools/list).
-    header_params: ParamHeaders,
+    face: Face,
     listen: Mutex<Option<CancellationToken>>,
-    next: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn params_of(msg: &Message) -> Map<String, Value> {
-    #[derive(serde::Deserialize)]
-    struct P {
-        params: Option<Map<String, Value>>,
-    }
-    serde_json::from_slice::<P>(&msg.raw)
-        .ok()
-        .and_then(|p| p.params)
-        .unwrap_or_default()
 }
 
 impl Remote {
@@ -105,42 +77,13 @@ impl Remote {
         let Some(discover) = discover else {
             return Ok(false);
         };
-        let params = params_of(init);
-        let asked = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let version = if SUPPORTED_VERSIONS.contains(&asked) {
-            asked
-        } else {
-            SUPPORTED_VERSIONS[0]
-        };
-        let mut result = json!({
-            "protocolVersion": version,
-            "capabilities": discover.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-            "serverInfo": discover.pointer("/_meta/io.modelcontextprotocol~1serverInfo").cloned()
-                .unwrap_or_else(|| json!({"name": self.url.as_str(), "version": "unknown"})),
-        });
-        if let Some(i) = discover.get("instructions").filter(|i| i.is_string()) {
-            result["instructions"] = i.clone();
-        }
         let modern = Arc::new(Modern {
-            discover,
-            capabilities: RwLock::new(
-                params
-                    .get("capabilities")
-                    .cloned()
-                    .unwrap_or_else(|| json!({})),
-            ),
-            client_info: RwLock::new(params.get("clientInfo").cloned()),
-            log_level: RwLock::new(None),
-            subscriptions: Mutex::new(BTreeSet::new()),
-            asked: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            header_params: ParamHeaders::default(),
+            face: Face::new(discover),
             listen: Mutex::new(None),
-            next: AtomicU64::new(0),
         });
+        let result = modern
+            .face
+            .initialize(&init.params_object(), self.url.as_str());
         let _ = self.modern.set(modern);
         eprintln!(
             "mcpgate connect: {} speaks MCP {VERSION}; bridging the local client to it",
@@ -158,89 +101,38 @@ impl Remote {
         m: &Arc<Modern>,
         msg: &Message,
     ) -> Result<(), RemoteError> {
-        match &msg.kind {
-            Kind::Request { id, method } => match &**method {
-                "initialize" => {
-                    let result = json!({"protocolVersion": SUPPORTED_VERSIONS[0],
-                        "capabilities": m.discover.get("capabilities").cloned().unwrap_or_else(|| json!({}))});
+        if let Kind::Response { id: Some(id) } = &msg.kind {
+            m.face.answered(id, msg);
+            return Ok(());
+        }
+        match m.face.local(msg, self.url.as_str()) {
+            Some(Local::Answer(result)) => {
+                if let Some(id) = msg.request_id() {
                     self.emit(&jsonrpc::result_response(id, &result).raw);
                 }
-                "ping" => self.emit(&jsonrpc::result_response(id, &json!({})).raw),
-                "logging/setLevel" => {
-                    if let Ok(mut l) = m.log_level.write() {
-                        *l = params_of(msg)
-                            .get("level")
-                            .and_then(Value::as_str)
-                            .map(str::to_string);
-                    }
-                    self.emit(&jsonrpc::result_response(id, &json!({})).raw);
-                }
-                "resources/subscribe" | "resources/unsubscribe" => {
-                    let uri = params_of(msg)
-                        .get("uri")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    {
-                        let mut subs = lock(&m.subscriptions);
-                        if &**method == "resources/subscribe" {
-                            subs.insert(uri);
-                        } else {
-                            subs.remove(&uri);
-                        }
-                    }
-                    self.emit(&jsonrpc::result_response(id, &json!({})).raw);
-                    self.listen(m);
-                }
-                _ => {
-                    let token = self.shutdown.child_token();
-                    lock(&m.inflight).insert(id.clone(), token.clone());
-                    let outcome = tokio::select! {
-                        r = self.modern_call(m, msg) => r,
-                        () = token.cancelled() => Ok(()),
-                    };
-                    lock(&m.inflight).remove(id);
-                    return outcome;
-                }
-            },
-            Kind::Notification { method } => match &**method {
-                "notifications/initialized" => self.listen(m),
-                "notifications/cancelled" => {
-                    if let Some(id) = params_of(msg)
-                        .get("requestId")
-                        .and_then(jsonrpc::id_from_value)
-                        && let Some(t) = lock(&m.inflight).remove(&id)
-                    {
-                        t.cancel();
-                    }
-                }
-                _ => {}
-            },
-            Kind::Response { id: Some(id) } => {
-                if let Some(w) = lock(&m.asked).remove(id) {
-                    let _ = w.send(msg.clone());
-                }
             }
-            Kind::Response { id: None } => {}
+            Some(Local::Resubscribed) => {
+                if let Some(id) = msg.request_id() {
+                    self.emit(&jsonrpc::result_response(id, &json!({})).raw);
+                }
+                self.listen(m);
+            }
+            Some(Local::Listen) => self.listen(m),
+            Some(Local::Done) => {}
+            None => {
+                let Some(id) = msg.request_id() else {
+                    return Ok(());
+                };
+                let token = m.face.track(id, &self.shutdown);
+                let outcome = tokio::select! {
+                    r = self.modern_call(m, msg) => r,
+                    () = token.cancelled() => Ok(()),
+                };
+                m.face.untrack(id);
+                return outcome;
+            }
         }
         Ok(())
-    }
-
-    fn meta(&self, m: &Modern) -> Map<String, Value> {
-        let mut meta = Map::new();
-        meta.insert(
-            "io.modelcontextprotocol/protocolVersion".into(),
-            json!(VERSION),
-        );
-        let caps = m.capabilities.read().map(|c| c.clone()).unwrap_or_default();
-        meta.insert("io.modelcontextprotocol/clientCapabilities".into(), caps);
-        if let Some(info) = m.client_info.read().ok().and_then(|c| c.clone()) {
-            meta.insert("io.modelcontextprotocol/clientInfo".into(), info);
-        }
-        if let Some(level) = m.log_level.read().ok().and_then(|l| l.clone()) {
-            meta.insert("io.modelcontextprotocol/logLevel".into(), json!(level));
-        }
-        meta
     }
 
     /// One request, round after round.
@@ -252,31 +144,17 @@ impl Remote {
         let Kind::Request { id, method } = &msg.kind else {
             return Ok(());
         };
-        let mut params = params_of(msg);
-        let mut meta = match params.remove("_meta") {
-            Some(Value::Object(o)) => o,
-            _ => Map::new(),
-        };
-        meta.extend(self.meta(m));
-        params.insert("_meta".into(), Value::Object(meta));
-        let name = match &**method {
-            "tools/call" | "prompts/get" => params.get("name").and_then(Value::as_str),
-            "resources/read" => params.get("uri").and_then(Value::as_str),
-            _ => None,
-        }
-        .map(str::to_string);
-        let extra = m.header_params.for_request(method, &params);
+        let mut params = m.face.request_params(msg);
+        let name = crate::wire2026::name_of(method, &params).map(str::to_string);
+        let extra = m.face.param_headers.for_request(method, &params);
         for round in 0..MAX_ROUNDS {
             // A retry is a new request: a new id (the answer goes back under the client's).
             let wire_id = if round == 0 {
-                jsonrpc::id_value(id)
+                id.clone()
             } else {
-                json!(format!(
-                    "mcpgate-retry-{}",
-                    m.next.fetch_add(1, Ordering::Relaxed)
-                ))
+                m.face.retry_id()
             };
-            let body = json!({"jsonrpc": "2.0", "id": wire_id, "method": method, "params": params});
+            let body = json!({"jsonrpc": "2.0", "id": jsonrpc::id_value(&wire_id), "method": method, "params": params});
             let resp = self
                 .modern_post(
                     Bytes::from(body.to_string()),
@@ -293,33 +171,48 @@ impl Remote {
                     body: "no JSON-RPC answer".into(),
                 });
             };
-            let Some(answer) = read_final(resp, Some((self, id))).await else {
+            let Some(answer) = read_final(resp, Some(self)).await else {
                 return Err(RemoteError::NoResumeId {
                     url: self.url.to_string(),
                 });
             };
             let mut v: Value = serde_json::from_slice(&answer.raw).unwrap_or_default();
-            if v.pointer("/result/resultType").and_then(Value::as_str) != Some("input_required") {
-                if let Some(r) = v.get_mut("result").and_then(Value::as_object_mut) {
-                    r.remove("resultType");
-                    if &**method == "tools/list" {
-                        m.header_params.learn(r);
-                    }
+            if !face::input_required(&v) {
+                if &**method == "tools/list"
+                    && let Some(r) = v.get_mut("result").and_then(Value::as_object_mut)
+                {
+                    m.face.param_headers.learn(r);
                 }
+                face::session_era(&mut v, method);
                 v["id"] = jsonrpc::id_value(id);
                 self.emit(v.to_string().as_bytes());
                 return Ok(());
             }
             let result = v.get("result").cloned().unwrap_or_default();
-            let Some(answers) = self.ask_client(m, &result).await else {
-                let e = jsonrpc::error_response(
-                    Some(id),
-                    code::INVALID_REQUEST,
-                    "the local client did not answer the server's question",
-                    None,
-                );
-                self.emit(&e.raw);
-                return Ok(());
+            let mut waiting = Vec::new();
+            for (key, question, rx) in m.face.questions(&result) {
+                self.emit(&question.raw);
+                if let Some(asked) = question.request_id().cloned() {
+                    waiting.push((key, asked, rx));
+                }
+            }
+            let answers = match m.face.answers(waiting, ANSWER_TIMEOUT).await {
+                Ok(a) => a,
+                Err(Unanswered::Refused(why)) => {
+                    let e = jsonrpc::error_response(Some(id), code::INVALID_REQUEST, &why, None);
+                    self.emit(&e.raw);
+                    return Ok(());
+                }
+                Err(Unanswered::Gone) => {
+                    let e = jsonrpc::error_response(
+                        Some(id),
+                        code::INVALID_REQUEST,
+                        "the local client did not answer the server's question",
+                        None,
+                    );
+                    self.emit(&e.raw);
+                    return Ok(());
+                }
             };
             params.insert("inputResponses".into(), Value::Object(answers));
             match result.get("requestState") {
@@ -335,40 +228,6 @@ impl Remote {
         );
         self.emit(&e.raw);
         Ok(())
-    }
-
-    /// Put each input request to the local client; their answers by key.
-    async fn ask_client(&self, m: &Modern, result: &Value) -> Option<Map<String, Value>> {
-        let requests = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let mut waiting = Vec::new();
-        for (key, request) in requests {
-            let method = request.get("method").and_then(Value::as_str).unwrap_or("");
-            let asked = jsonrpc::string_id(&format!(
-                "mcpgate-{key}-{}",
-                m.next.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut out =
-                json!({"jsonrpc": "2.0", "id": jsonrpc::id_value(&asked), "method": method});
-            if let Some(p) = request.get("params") {
-                out["params"] = p.clone();
-            }
-            let (tx, rx) = oneshot::channel();
-            lock(&m.asked).insert(asked.clone(), tx);
-            self.emit(out.to_string().as_bytes());
-            waiting.push((key, asked, rx));
-        }
-        let mut answers = Map::new();
-        for (key, asked, rx) in waiting {
-            let got = tokio::time::timeout(ANSWER_TIMEOUT, rx).await;
-            lock(&m.asked).remove(&asked);
-            let v: Value = serde_json::from_slice(&got.ok()?.ok()?.raw).unwrap_or_default();
-            answers.insert(key, v.get("result").cloned()?);
-        }
-        Some(answers)
     }
 
     /// POST a 2026-07-28 message, signing in on 401 (and stepping up scopes on
@@ -405,61 +264,41 @@ impl Remote {
                     what: method.to_string(),
                     source,
                 })?;
-            match resp.status().as_u16() {
-                401 => {
-                    auth_rounds += 1;
-                    if auth_rounds > 2 {
-                        return Err(RemoteError::StillUnauthorized {
-                            url: self.url.to_string(),
-                            what: method.to_string(),
-                        });
-                    }
-                    self.unauthorized(token.as_deref(), &resp).await?;
-                }
-                403 => {
-                    let ch = challenge_of(&resp).unwrap_or_default();
-                    if ch.error.as_deref() != Some("insufficient_scope")
-                        || auth_rounds >= 3
-                        || self.fixed_authorization()
-                    {
-                        return Err(RemoteError::Forbidden {
-                            url: self.url.to_string(),
-                            what: method.to_string(),
-                            body: excerpt(resp, token.as_deref()).await,
-                        });
-                    }
-                    auth_rounds += 1;
-                    self.auth.step_up(token.as_deref(), ch).await?;
-                }
-                _ => {
-                    if token.is_some() && resp.status().is_success() {
-                        self.auth.accepted();
-                    }
-                    let json = resp
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|c| c.starts_with("application/json"));
-                    return Ok((json || is_sse(&resp)).then_some(resp));
-                }
+            let Some(resp) = self
+                .auth_refusal(resp, token.as_deref(), method, &mut auth_rounds)
+                .await?
+            else {
+                continue;
+            };
+            if token.is_some() && resp.status().is_success() {
+                self.auth.accepted();
             }
+            let json = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/json"));
+            return Ok((json || is_sse(&resp)).then_some(resp));
         }
     }
 
     /// (Re)open `subscriptions/listen`, for list changes and subscribed resources.
     fn listen(self: &Arc<Self>, m: &Arc<Modern>) {
         let token = self.shutdown.child_token();
-        if let Some(old) = lock(&m.listen).replace(token.clone()) {
+        if let Some(old) = m
+            .listen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(token.clone())
+        {
             old.cancel();
         }
         let (me, m) = (self.clone(), m.clone());
         tokio::spawn(async move {
             let mut retry = Duration::from_millis(500);
             while !token.is_cancelled() {
-                let uris: Vec<String> = lock(&m.subscriptions).iter().cloned().collect();
-                let body = json!({"jsonrpc": "2.0", "id": "mcpgate-listen", "method": "subscriptions/listen",
-                    "params": {"_meta": me.meta(&m), "notifications": {"toolsListChanged": true,
-                        "promptsListChanged": true, "resourcesListChanged": true, "resourceSubscriptions": uris}}});
+                let body = json!({"jsonrpc": "2.0", "id": "mcpgate-listen",
+                    "method": "subscriptions/listen", "params": m.face.listen_params()});
                 let sent = tokio::select! {
                     r = me.modern_post(Bytes::from(body.to_string()), "subscriptions/listen", None, &[]) => r,
                     () = token.cancelled() => return,
@@ -467,6 +306,7 @@ impl Remote {
                 if let Ok(Some(resp)) = sent
                     && is_sse(&resp)
                 {
+                    retry = Duration::from_millis(500);
                     let mut events = resp.bytes_stream().eventsource();
                     loop {
                         let ev = tokio::select! {
@@ -474,22 +314,9 @@ impl Remote {
                             () = token.cancelled() => return,
                         };
                         let Some(Ok(ev)) = ev else { break };
-                        let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
-                            continue;
-                        };
-                        let method = v.get("method").and_then(Value::as_str).unwrap_or("");
-                        if method.is_empty() || method == "notifications/subscriptions/acknowledged"
-                        {
-                            retry = Duration::from_millis(500);
-                            continue;
+                        if let Some(n) = face::listened(&ev.data) {
+                            me.emit(&n.raw);
                         }
-                        if let Some(meta) = v
-                            .pointer_mut("/params/_meta")
-                            .and_then(Value::as_object_mut)
-                        {
-                            meta.remove("io.modelcontextprotocol/subscriptionId");
-                        }
-                        me.emit(v.to_string().as_bytes());
                     }
                 }
                 tokio::select! {
@@ -503,11 +330,8 @@ impl Remote {
 }
 
 /// The answer in a JSON or SSE body; notifications before it go to stdout
-/// when `relay` names the request they belong to.
-async fn read_final(
-    resp: reqwest::Response,
-    relay: Option<(&Remote, &RequestId)>,
-) -> Option<Message> {
+/// through `relay`.
+async fn read_final(resp: reqwest::Response, relay: Option<&Remote>) -> Option<Message> {
     if !is_sse(&resp) {
         let body = resp.bytes().await.ok()?;
         return Message::parse(body).ok();
@@ -522,7 +346,7 @@ async fn read_final(
         };
         match (&m.kind, relay) {
             (Kind::Response { .. }, _) => return Some(m),
-            (Kind::Notification { .. }, Some((remote, _))) => remote.emit(&m.raw),
+            (Kind::Notification { .. }, Some(remote)) => remote.emit(&m.raw),
             _ => {}
         }
     }

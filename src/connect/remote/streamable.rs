@@ -12,7 +12,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use super::{PostError, Remote, RemoteError, challenge_of, excerpt, header_str, is_sse};
+use super::{PostError, Remote, RemoteError, excerpt, header_str, is_sse};
 use crate::connect::trace::Traced;
 use crate::jsonrpc::{Kind, Message, RequestId};
 
@@ -49,35 +49,14 @@ impl Remote {
                     what: what.to_string(),
                     source,
                 })?;
+            let Some(resp) = self
+                .auth_refusal(resp, token.as_deref(), what, &mut auth_rounds)
+                .await?
+            else {
+                continue;
+            };
             let status = resp.status();
             match status.as_u16() {
-                401 => {
-                    auth_rounds += 1;
-                    if auth_rounds > 2 {
-                        return Err(RemoteError::StillUnauthorized {
-                            url: self.url.to_string(),
-                            what: what.to_string(),
-                        }
-                        .into());
-                    }
-                    self.unauthorized(token.as_deref(), &resp).await?;
-                }
-                403 => {
-                    let ch = challenge_of(&resp).unwrap_or_default();
-                    if ch.error.as_deref() != Some("insufficient_scope")
-                        || auth_rounds >= 3
-                        || self.fixed_authorization()
-                    {
-                        return Err(RemoteError::Forbidden {
-                            url: self.url.to_string(),
-                            what: what.to_string(),
-                            body: excerpt(resp, token.as_deref()).await,
-                        }
-                        .into());
-                    }
-                    auth_rounds += 1;
-                    self.auth.step_up(token.as_deref(), ch).await?;
-                }
                 404 if session.is_some() && !is_init && may_reinit && !reinitialized => {
                     reinitialized = true;
                     self.reinitialize(session).await?;

@@ -1,8 +1,11 @@
 //! What every speaker of MCP 2026-07-28 on HTTP shares, client side: the
 //! `_meta` keys, how a name or value goes into a header (`Mcp-Name`,
 //! `Mcp-Param-*`), and which tool arguments travel as headers (`x-mcp-header`,
-//! SEP-2243). Used by `backend::modern` (the gateway as a client of a
-//! 2026-07-28 server) and `connect` (the bridge as one).
+//! SEP-2243), and the session-era face such a server is given (`face`). Used
+//! by `backend::modern` (the gateway as a client of a 2026-07-28 server) and
+//! `connect` (the bridge as one).
+
+pub mod face;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
